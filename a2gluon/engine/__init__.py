@@ -1,0 +1,1 @@
+"""What turns a model plus data into results: devices, precision, training, evaluation."""

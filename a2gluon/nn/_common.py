@@ -1,0 +1,56 @@
+"""Helpers shared by the attention blocks: convolutions by dimensionality and argument checks."""
+
+from mxnet.gluon import nn
+
+_CONV = {1: nn.Conv1D, 2: nn.Conv2D, 3: nn.Conv3D}
+_MAXPOOL = {1: nn.MaxPool1D, 2: nn.MaxPool2D, 3: nn.MaxPool3D}
+_LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, T, H, W)"}
+
+
+def check_dims(dims, block):
+    if dims not in _CONV:
+        raise ValueError(f"{block}: dims must be 1, 2 or 3 (1-D, image or video input), got {dims!r}")
+
+
+def check_positive(name, value, block):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{block}: {name} must be a positive integer, got {value!r}")
+
+
+def reduced(in_channels, channels, reduction, name, block):
+    """`channels` if given, else in_channels // reduction (at least 1); checked positive."""
+    if channels is None:
+        check_positive("reduction", reduction, block)
+        channels = max(1, in_channels // reduction)
+    check_positive(name, channels, block)
+    return channels
+
+
+def conv1x1(dims, channels, in_channels, use_bias=True, **kwargs):
+    """A 1x1 (1x1x1 in 3-D) convolution."""
+    return _CONV[dims](channels, kernel_size=(1,) * dims, in_channels=in_channels, use_bias=use_bias, **kwargs)
+
+
+def maxpool_spatial(dims):
+    """Max pooling by 2 over the spatial axes only (1x2x2 for video, as in Wang et al.)."""
+    size = {1: (2,), 2: (2, 2), 3: (1, 2, 2)}[dims]
+    return _MAXPOOL[dims](pool_size=size, strides=size)
+
+
+def check_input(x, in_channels, dims, block):
+    """Raise ValueError when an NDArray input does not fit the block (symbols pass unchecked)."""
+    shape = getattr(x, "shape", None)
+    if not isinstance(shape, tuple):
+        return
+    if len(shape) != dims + 2:
+        raise ValueError(
+            f"{block}: expected a {dims}-D input of layout {_LAYOUT[dims]} ({dims + 2} axes), "
+            f"got shape {shape}; build the block with dims={len(shape) - 2} for this input"
+            if 3 <= len(shape) <= 5
+            else f"{block}: expected a {dims}-D input of layout {_LAYOUT[dims]}, got shape {shape}"
+        )
+    if shape[1] != in_channels:
+        raise ValueError(
+            f"{block}: input has {shape[1]} channels but the block was built with "
+            f"in_channels={in_channels}; build it with in_channels={shape[1]}"
+        )

@@ -1,0 +1,102 @@
+"""The double attention (A^2) block of Chen et al., NeurIPS 2018, for 1-D, 2-D and 3-D inputs."""
+
+import mxnet as mx
+from mxnet.gluon import nn
+
+from ._common import check_dims, check_input, conv1x1, reduced
+
+ASSOCIATIONS = ("left", "right")
+
+
+class DoubleAttention(nn.HybridBlock):
+    """Double attention block: gather features with second-order attention pooling, then
+    distribute them to every location (paper eq. 6), in residual form.
+
+    With X of c channels over L locations (L = h*w, or t*h*w for video)::
+
+        A = phi(X)     (m x L)   features to gather
+        B = theta(X)   (n x L)   n attention maps, softmax over the L locations
+        V = rho(X)     (n x L)   attention vectors, softmax over the n maps at each location
+        G = A softmax(B)^T        (m x n)  gathering: n global descriptors
+        Z = G softmax(V)          (m x L)  distribution
+        Y = X + norm(extend(Z))
+
+    ``association='left'`` computes (A softmax(B)^T) softmax(V) with an m x n intermediate
+    (what the paper uses, O(mnL)); ``'right'`` computes A (softmax(B)^T softmax(V)) with an
+    L x L intermediate (O(mL^2), the Non-local-style pairwise form).  Both give the same Z.
+
+    ``norm`` is a BatchNorm whose gamma starts at zero, so a freshly initialised block is the
+    identity and can be inserted into a trained network without disturbing it.
+
+    Parameters
+    ----------
+    in_channels : int
+        c, the channels of the input (and of the output).
+    m, n : int, optional
+        Channels of A (features) and of B and V (descriptors).  Default in_channels // reduction.
+    reduction : int
+        Used for m and n when they are not given; the paper's ablations use 4.
+    dims : int
+        1, 2 (images, N x C x H x W) or 3 (video, N x C x T x H x W).
+    association : {'left', 'right'}
+        Order of the matrix products (see above).
+    """
+
+    def __init__(self, in_channels, m=None, n=None, reduction=4, dims=2, association="left", **kwargs):
+        super().__init__(**kwargs)
+        block = type(self).__name__
+        check_dims(dims, block)
+        if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels <= 0:
+            raise ValueError(f"{block}: in_channels must be a positive integer, got {in_channels!r}")
+        if association not in ASSOCIATIONS:
+            raise ValueError(
+                f"{block}: association must be 'left' or 'right', got {association!r}"
+            )
+        self.in_channels = in_channels
+        self.m = reduced(in_channels, m, reduction, "m", block)
+        self.n = reduced(in_channels, n, reduction, "n", block)
+        self.dims = dims
+        self.association = association
+        with self.name_scope():
+            self.phi = conv1x1(dims, self.m, in_channels, prefix="phi_")
+            self.theta = conv1x1(dims, self.n, in_channels, prefix="theta_")
+            self.rho = conv1x1(dims, self.n, in_channels, prefix="rho_")
+            self.extend = conv1x1(dims, in_channels, self.m, use_bias=False, prefix="extend_")
+            self.norm = nn.BatchNorm(in_channels=in_channels, gamma_initializer="zeros", prefix="norm_")
+
+    def forward(self, x, *args):
+        check_input(x, self.in_channels, self.dims, type(self).__name__)
+        return super().forward(x, *args)
+
+    def _attend(self, F, x):
+        """A (N x m x L, and its spatial form), softmax(B) and softmax(V) (N x n x L)."""
+        a_map = self.phi(x)
+        a = a_map.reshape((0, 0, -1))
+        b = self.theta(x).reshape((0, 0, -1))
+        v = self.rho(x).reshape((0, 0, -1))
+        attention_maps = F.softmax(b, axis=2)  # each of the n maps sums to 1 over L
+        attention_vectors = F.softmax(v, axis=1)  # each location's vector sums to 1 over n
+        return a_map, a, attention_maps, attention_vectors
+
+    def attention_weights(self, x):
+        """(softmax(B), softmax(V)) for an NDArray input, each N x n x L."""
+        check_input(x, self.in_channels, self.dims, type(self).__name__)
+        _, _, maps, vectors = self._attend(mx.nd, x)
+        return maps, vectors
+
+    def hybrid_forward(self, F, x):
+        a_map, a, attention_maps, attention_vectors = self._attend(F, x)
+        if self.association == "left":
+            descriptors = F.batch_dot(a, attention_maps, transpose_b=True)  # N x m x n
+            z = F.batch_dot(descriptors, attention_vectors)  # N x m x L
+        else:
+            relation = F.batch_dot(attention_maps, attention_vectors, transpose_a=True)  # N x L x L
+            z = F.batch_dot(a, relation)  # N x m x L
+        z = F.reshape_like(z, a_map)
+        return x + self.norm(self.extend(z))
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}(in_channels={self.in_channels}, m={self.m}, n={self.n}, "
+            f"dims={self.dims}, association={self.association!r})"
+        )

@@ -8,7 +8,10 @@ from mxnet import autograd
 from a2gluon.engine.devices import DeviceError, cpu_supports_bfloat16, to_bfloat16
 from a2gluon.nn import DoubleAttention, NonLocal
 
-SHAPES = {1: (2, 12, 10), 2: (2, 12, 5, 6), 3: (2, 12, 3, 4, 5)}
+# 64 channels: MXNet's oneDNN path switches to blocked memory layouts from 32 channels on, where
+# a bug of its hybridized 5-D path once went unseen by 12-channel tests.
+C = 64
+SHAPES = {1: (2, C, 10), 2: (2, C, 5, 6), 3: (2, C, 3, 4, 5)}
 BN_EPS = 1e-5
 
 
@@ -43,10 +46,24 @@ def reference_a2(block, x):
     return (flat + _bn_inference(block.norm, _conv(block.extend, z))).reshape(x.shape)
 
 
+def _maxpool_spatial(y, shape):
+    """Max-pool N x d x L (L laid out as `shape`) by 2 over the last two axes (1-D: the last)."""
+    y = y.reshape(y.shape[:2] + tuple(shape))
+    if len(shape) == 1:
+        n = shape[0] // 2
+        return y[..., : 2 * n].reshape(y.shape[:2] + (n, 2)).max(-1).reshape(y.shape[0], y.shape[1], -1)
+    h, w = shape[-2] // 2, shape[-1] // 2
+    y = y[..., : 2 * h, : 2 * w].reshape(y.shape[:-2] + (h, 2, w, 2)).max(axis=(-3, -1))
+    return y.reshape(y.shape[0], y.shape[1], -1)
+
+
 def reference_nonlocal(block, x):
+    shape = x.shape[2:]
     x = x.asnumpy().astype(np.float64)
     flat = x.reshape(x.shape[0], x.shape[1], -1)
     theta, phi, g = (_conv(c, flat) for c in (block.theta, block.phi, block.g))
+    if block.subsample:
+        phi, g = _maxpool_spatial(phi, shape), _maxpool_spatial(g, shape)
     f = _softmax(np.einsum("ndi,ndj->nij", theta, phi) * block.scale, axis=2)
     y = np.einsum("ndj,nij->ndi", g, f)
     return (flat + _bn_inference(block.norm, _conv(block.extend, y))).reshape(x.shape)
@@ -61,8 +78,8 @@ def _randomise_norm(block):
     block.norm.running_var.set_data(mx.nd.random.uniform(0.5, 1.5, shape=(c,)))
 
 
-def make(cls, dims, **kwargs):
-    block = cls(12, dims=dims, **kwargs)
+def make(cls, dims, channels=C, **kwargs):
+    block = cls(channels, dims=dims, **kwargs)
     block.initialize(mx.init.Normal(0.5))
     _randomise_norm(block)
     return block
@@ -89,10 +106,22 @@ def test_double_attention_matches_float64_reference(dims, association):
     assert branch_rel_err(y, x, reference_a2(block, x)) < 1e-5
 
 
+@pytest.mark.parametrize("cls", [DoubleAttention, NonLocal])
+@pytest.mark.parametrize("shape", [(1, 256, 4, 7, 7), (1, 256, 2, 8, 8), (1, 128, 16), (1, 512, 14, 14)])
+def test_hybridized_matches_reference_at_network_sizes(cls, shape):
+    """Regression: hybridized A^2 blocks at realistic channel counts were wrong in 3-D (and
+    crashed in 1-D) when the softmax read oneDNN's blocked 5-D layout."""
+    block = make(cls, len(shape) - 2, channels=shape[1])
+    block.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.normal(shape=shape)
+    ref = reference_a2(block, x) if cls is DoubleAttention else reference_nonlocal(block, x)
+    assert branch_rel_err(block(x), x, ref) < 1e-5
+
+
 @pytest.mark.parametrize("dims", [1, 2, 3])
 def test_left_and_right_association_agree(dims):
     left = make(DoubleAttention, dims, m=5, n=7, association="left")
-    right = DoubleAttention(12, m=5, n=7, dims=dims, association="right")
+    right = DoubleAttention(C, m=5, n=7, dims=dims, association="right")
     right.initialize()
     for (kl, pl), (kr, pr) in zip(
         sorted(left._collect_params_with_prefix().items()),
@@ -106,7 +135,7 @@ def test_left_and_right_association_agree(dims):
 
 def test_attention_maps_and_vectors_are_normalised():
     block = make(DoubleAttention, 2, m=4, n=6)
-    x = mx.nd.random.normal(shape=(3, 12, 5, 7))
+    x = mx.nd.random.normal(shape=(3, C, 5, 7))
     maps, vectors = block.attention_weights(x)
     assert maps.shape == vectors.shape == (3, 6, 35)
     np.testing.assert_allclose(maps.sum(axis=2).asnumpy(), 1.0, rtol=1e-6)  # over locations
@@ -147,7 +176,7 @@ def test_gradients_reach_every_parameter(cls, association):
 @pytest.mark.parametrize("cls", [DoubleAttention, NonLocal])
 @pytest.mark.parametrize("dims", [1, 2, 3])
 def test_new_block_is_the_identity(cls, dims):
-    block = cls(12, dims=dims)
+    block = cls(C, dims=dims)
     block.initialize()
     x = mx.nd.random.normal(shape=SHAPES[dims])
     np.testing.assert_array_equal(block(x).asnumpy(), x.asnumpy())
@@ -165,12 +194,13 @@ def test_new_block_is_the_identity(cls, dims):
 @pytest.mark.parametrize("subsample", [False, True])
 def test_nonlocal_shapes_and_reference(dims, subsample):
     block = make(NonLocal, dims, subsample=subsample)
-    shape = {1: (2, 12, 8), 2: (2, 12, 4, 6), 3: (2, 12, 2, 4, 6)}[dims]
+    shape = {1: (2, C, 9), 2: (2, C, 4, 7), 3: (2, C, 2, 7, 6)}[dims]  # odd sizes: pooling floors
     x = mx.nd.random.normal(shape=shape)
     y = block(x)
     assert y.shape == x.shape
-    if not subsample:
-        assert branch_rel_err(y, x, reference_nonlocal(block, x)) < 1e-5
+    assert branch_rel_err(y, x, reference_nonlocal(block, x)) < 1e-5
+    block.hybridize()
+    assert branch_rel_err(block(x), x, reference_nonlocal(block, x)) < 1e-5
 
 
 def test_channel_sizes():
@@ -223,7 +253,7 @@ def test_bfloat16_on_cpu():
     """bfloat16 through MXNet AMP where oneDNN supports it (AVX-512); a clear error elsewhere."""
     block = make(DoubleAttention, 2)
     block.hybridize()
-    x = mx.nd.random.normal(shape=(2, 12, 6, 6))
+    x = mx.nd.random.normal(shape=(2, C, 6, 6))
     expected = block(x).asnumpy()
     if not cpu_supports_bfloat16():
         with pytest.raises(DeviceError, match="bfloat16 on CPU needs AVX-512"):

@@ -3,7 +3,6 @@
 from mxnet.gluon import nn
 
 _CONV = {1: nn.Conv1D, 2: nn.Conv2D, 3: nn.Conv3D}
-_MAXPOOL = {1: nn.MaxPool1D, 2: nn.MaxPool2D, 3: nn.MaxPool3D}
 _LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, T, H, W)"}
 
 
@@ -31,10 +30,31 @@ def conv1x1(dims, channels, in_channels, use_bias=True, **kwargs):
     return _CONV[dims](channels, kernel_size=(1,) * dims, in_channels=in_channels, use_bias=use_bias, **kwargs)
 
 
+def fold4d(x, dims):
+    """The 4-D view the blocks' 1x1 convolutions run on: N x C x T*H x W for video, N x C x L x 1
+    for 1-D input.  A 1x1 convolution treats every position alone, so this changes no number,
+    while it keeps MXNet 1.9.1 on oneDNN's 4-D path: its hybridized 3-D and 5-D paths give wrong
+    results (or crash) when a softmax or autograd reads a reshaped blocked-layout output."""
+    if dims == 3:
+        return x.reshape((0, 0, -3, 0))
+    if dims == 1:
+        return x.expand_dims(axis=3)
+    return x
+
+
+def default_layout(F, y):
+    """y itself, as a plain (non-oneDNN) copy.  slice_axis has no oneDNN kernel, so MXNet hands
+    it y in the default layout; a reshape that merges the channel axis needs that, or the next
+    oneDNN operator reads the blocked layout under the new shape (hybridized graphs)."""
+    return F.slice_axis(y, axis=0, begin=0, end=None)
+
+
 def maxpool_spatial(dims):
-    """Max pooling by 2 over the spatial axes only (1x2x2 for video, as in Wang et al.)."""
-    size = {1: (2,), 2: (2, 2), 3: (1, 2, 2)}[dims]
-    return _MAXPOOL[dims](pool_size=size, strides=size)
+    """Max pooling by 2 over the spatial axes only, as a 2-D pooling of the 4-D view: over L for
+    1-D input (N x C x L x 1), over H and W otherwise (video frames folded into channels, so
+    1x2x2 as in Wang et al.)."""
+    size = (2, 1) if dims == 1 else (2, 2)
+    return nn.MaxPool2D(pool_size=size, strides=size)
 
 
 def check_input(x, in_channels, dims, block):

@@ -3,7 +3,7 @@
 import mxnet as mx
 from mxnet.gluon import nn
 
-from ._common import check_dims, check_input, conv1x1, reduced
+from ._common import check_dims, check_input, conv1x1, fold4d, reduced
 
 ASSOCIATIONS = ("left", "right")
 
@@ -27,6 +27,13 @@ class DoubleAttention(nn.HybridBlock):
 
     ``norm`` is a BatchNorm whose gamma starts at zero, so a freshly initialised block is the
     identity and can be inserted into a trained network without disturbing it.
+
+    Implementation note: the four 1x1 convolutions run as 2-D convolutions on a 4-D view of the
+    input (N x C x T*H x W for video, N x C x L x 1 for 1-D), which is the same arithmetic (a
+    1x1x1 convolution acts on each location alone).  MXNet 1.9.1's oneDNN path gives wrong
+    results when hybridized (and can crash) when a softmax reads a reshaped 5-D or 3-D
+    convolution output in a blocked memory layout; the 4-D path is exact.  The weights are
+    therefore c x m x 1 x 1 for every ``dims``, which also makes 2-D weights inflate as is.
 
     Parameters
     ----------
@@ -58,10 +65,10 @@ class DoubleAttention(nn.HybridBlock):
         self.dims = dims
         self.association = association
         with self.name_scope():
-            self.phi = conv1x1(dims, self.m, in_channels, prefix="phi_")
-            self.theta = conv1x1(dims, self.n, in_channels, prefix="theta_")
-            self.rho = conv1x1(dims, self.n, in_channels, prefix="rho_")
-            self.extend = conv1x1(dims, in_channels, self.m, use_bias=False, prefix="extend_")
+            self.phi = conv1x1(2, self.m, in_channels, prefix="phi_")
+            self.theta = conv1x1(2, self.n, in_channels, prefix="theta_")
+            self.rho = conv1x1(2, self.n, in_channels, prefix="rho_")
+            self.extend = conv1x1(2, in_channels, self.m, use_bias=False, prefix="extend_")
             self.norm = nn.BatchNorm(in_channels=in_channels, gamma_initializer="zeros", prefix="norm_")
 
     def forward(self, x, *args):
@@ -69,23 +76,24 @@ class DoubleAttention(nn.HybridBlock):
         return super().forward(x, *args)
 
     def _attend(self, F, x):
-        """A (N x m x L, and its spatial form), softmax(B) and softmax(V) (N x n x L)."""
+        """The 4-D view of x, A (N x m x L, and its 4-D form), softmax(B), softmax(V) (N x n x L)."""
+        x = fold4d(x, self.dims)
         a_map = self.phi(x)
         a = a_map.reshape((0, 0, -1))
         b = self.theta(x).reshape((0, 0, -1))
         v = self.rho(x).reshape((0, 0, -1))
         attention_maps = F.softmax(b, axis=2)  # each of the n maps sums to 1 over L
         attention_vectors = F.softmax(v, axis=1)  # each location's vector sums to 1 over n
-        return a_map, a, attention_maps, attention_vectors
+        return x, a_map, a, attention_maps, attention_vectors
 
     def attention_weights(self, x):
         """(softmax(B), softmax(V)) for an NDArray input, each N x n x L."""
         check_input(x, self.in_channels, self.dims, type(self).__name__)
-        _, _, maps, vectors = self._attend(mx.nd, x)
+        _, _, _, maps, vectors = self._attend(mx.nd, x)
         return maps, vectors
 
     def hybrid_forward(self, F, x):
-        a_map, a, attention_maps, attention_vectors = self._attend(F, x)
+        x4, a_map, a, attention_maps, attention_vectors = self._attend(F, x)
         if self.association == "left":
             descriptors = F.batch_dot(a, attention_maps, transpose_b=True)  # N x m x n
             z = F.batch_dot(descriptors, attention_vectors)  # N x m x L
@@ -93,7 +101,8 @@ class DoubleAttention(nn.HybridBlock):
             relation = F.batch_dot(attention_maps, attention_vectors, transpose_a=True)  # N x L x L
             z = F.batch_dot(a, relation)  # N x m x L
         z = F.reshape_like(z, a_map)
-        return x + self.norm(self.extend(z))
+        out = x4 + self.norm(self.extend(z))
+        return out if self.dims == 2 else F.reshape_like(out, x)
 
     def __repr__(self):
         return (

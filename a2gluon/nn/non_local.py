@@ -2,7 +2,7 @@
 
 from mxnet.gluon import nn
 
-from ._common import check_dims, check_input, conv1x1, maxpool_spatial, reduced
+from ._common import check_dims, check_input, conv1x1, default_layout, fold4d, maxpool_spatial, reduced
 
 
 class NonLocal(nn.HybridBlock):
@@ -30,6 +30,10 @@ class NonLocal(nn.HybridBlock):
         uses no sub-sampling, hence the default.
     scale : bool
         Divide the pairwise term by sqrt(inner), as the Non-local authors' released code does.
+
+    As in :class:`~a2gluon.nn.DoubleAttention`, the 1x1 convolutions run on a 4-D view of the
+    input (MXNet 1.9.1's oneDNN path fails on some 3-D and 5-D layouts); sub-sampling pools
+    the un-folded view, 1x2x2 for video.
     """
 
     def __init__(self, in_channels, inner=None, reduction=4, dims=2, subsample=False, scale=True, **kwargs):
@@ -44,32 +48,42 @@ class NonLocal(nn.HybridBlock):
         self.subsample = bool(subsample)
         self.scale = self.inner**-0.5 if scale else 1.0
         with self.name_scope():
-            self.theta = conv1x1(dims, self.inner, in_channels, prefix="theta_")
-            self.phi = conv1x1(dims, self.inner, in_channels, prefix="phi_")
-            self.g = conv1x1(dims, self.inner, in_channels, prefix="g_")
-            self.pool = maxpool_spatial(dims) if self.subsample else None
-            self.extend = conv1x1(dims, in_channels, self.inner, use_bias=False, prefix="extend_")
+            self.theta = conv1x1(2, self.inner, in_channels, prefix="theta_")
+            self.phi = conv1x1(2, self.inner, in_channels, prefix="phi_")
+            self.g = conv1x1(2, self.inner, in_channels, prefix="g_")
+            self.pool = maxpool_spatial(dims) if self.subsample else None  # a 2-D pooling, see _pool
+            self.extend = conv1x1(2, in_channels, self.inner, use_bias=False, prefix="extend_")
             self.norm = nn.BatchNorm(in_channels=in_channels, gamma_initializer="zeros", prefix="norm_")
 
     def forward(self, x, *args):
         check_input(x, self.in_channels, self.dims, type(self).__name__)
         return super().forward(x, *args)
 
+    def _pool(self, F, y, x):
+        """Max-pool y (N x d x 4-D view of x's positions) by 2 over x's spatial axes, in 4-D:
+        a video's frames are folded into channels (N x d*T x H x W), so pooling stays 1x2x2."""
+        if self.dims == 3:
+            y = F.reshape_like(default_layout(F, y), x, lhs_begin=2, lhs_end=3, rhs_begin=2, rhs_end=4)
+            y = y.reshape((0, -3, 0, 0))
+        return self.pool(y)
+
     def hybrid_forward(self, F, x):
-        theta_map = self.theta(x)
-        phi, g = self.phi(x), self.g(x)
+        x4 = fold4d(x, self.dims)
+        theta_map = self.theta(x4)
+        phi, g = self.phi(x4), self.g(x4)
         if self.pool is not None:
-            phi, g = self.pool(phi), self.pool(g)
+            phi, g = self._pool(F, phi, x), self._pool(F, g, x)
         theta = theta_map.reshape((0, 0, -1))  # N x d x L
-        phi = phi.reshape((0, 0, -1))  # N x d x L'
-        g = g.reshape((0, 0, -1))  # N x d x L'
+        phi = phi.reshape((0, self.inner, -1))  # N x d x L'
+        g = g.reshape((0, self.inner, -1))  # N x d x L'
         pairwise = F.batch_dot(theta, phi, transpose_a=True)  # N x L x L'
         if self.scale != 1.0:
             pairwise = pairwise * self.scale
         f = F.softmax(pairwise, axis=2)
         y = F.batch_dot(g, f, transpose_b=True)  # N x d x L
         y = F.reshape_like(y, theta_map)
-        return x + self.norm(self.extend(y))
+        out = x4 + self.norm(self.extend(y))
+        return out if self.dims == 2 else F.reshape_like(out, x)
 
     def __repr__(self):
         return (

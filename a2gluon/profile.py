@@ -41,7 +41,9 @@ class Profile:
             "gmacs": round(self.macs / 1e9, 3),
         }
         if per_layer:
-            out["layers"] = [dict(asdict(layer), output_shape=list(layer.output_shape)) for layer in self.layers]
+            out["layers"] = [
+                dict(asdict(layer), output_shape=list(layer.output_shape)) for layer in self.layers
+            ]
         return out
 
 
@@ -165,8 +167,12 @@ def main(argv=None):
     parser.add_argument("model", help="a model name (see --list)", nargs="?")
     parser.add_argument("--list", action="store_true", help="list the model names and exit")
     parser.add_argument("--classes", type=int, default=1000)
-    parser.add_argument("--input-shape", type=_shape, default=None,
-                        help="C,H,W or C,T,H,W without the batch axis (default: the model's paper input)")
+    parser.add_argument(
+        "--input-shape",
+        type=_shape,
+        default=None,
+        help="C,H,W or C,T,H,W without the batch axis (default: the model's paper input)",
+    )
     parser.add_argument("--attention", choices=["a2", "nonlocal", "none"], default=None)
     parser.add_argument("--blocks", default=None, help="where: convS:U[,convS:U...] (1-based unit)")
     parser.add_argument("--reduction", type=int, default=None)
@@ -196,7 +202,9 @@ def main(argv=None):
     if args.per_layer:
         print(format_table(prof))
     shape = "x".join(map(str, prof.input_shape))
-    print(f"{prof.model} @ {shape}: {prof.params / 1e6:.2f} M parameters, {prof.macs / 1e9:.3f} G multiply-adds")
+    print(
+        f"{prof.model} @ {shape}: {prof.params / 1e6:.2f} M parameters, {prof.macs / 1e9:.3f} G multiply-adds"
+    )
     return 0
 
 

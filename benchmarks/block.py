@@ -25,9 +25,9 @@ Threads: MXNet's CPU build uses half the logical cores for OpenMP when OMP_NUM_T
 (one thread on a 2-core machine), so the workers get OMP_NUM_THREADS = --threads (default: the
 OMP_NUM_THREADS already set, else all cores).  They also get OMP_WAIT_POLICY=PASSIVE unless it is
 set: with every core busy, OpenMP threads that spin-wait between operators compete with MXNet's
-engine thread and every small operator then takes a scheduler tick (about 8 ms per operator on a
-2-core machine, which made the 14 x 14 block 100x slower).  The load average before and after the
-run is recorded, since other processes on the machine distort the timings.
+engine thread and a small operator can then take a scheduler tick (about 8 ms per operator on a
+2-core machine: the 14 x 14 block took 160 ms instead of 10 ms).  The load average before and
+after the run is recorded, since other processes on the machine distort the timings.
 
 Writes <out>/block.json and <out>/block.md and prints the Markdown table.
 

@@ -8,8 +8,17 @@ from a2gluon.models import get_model, list_models
 from a2gluon.nn import DoubleAttention, NonLocal
 from a2gluon.profile import default_input_shape
 
-PAPER_MODELS = ["resnet50", "a2_resnet50", "resnet26", "a2_resnet26", "resnet26_3d",
-                "a2_resnet26_3d", "resnet29_3d", "resnet50_3d", "a2_resnet50_3d"]
+PAPER_MODELS = [
+    "resnet50",
+    "a2_resnet50",
+    "resnet26",
+    "a2_resnet26",
+    "resnet26_3d",
+    "a2_resnet26_3d",
+    "resnet29_3d",
+    "resnet50_3d",
+    "a2_resnet50_3d",
+]
 BASELINES = ["resnet50_v1b", "resnet152_v1b", "se_resnet50_v1"]
 SLOW = {"resnet50_3d", "a2_resnet50_3d", "resnet152_v1b", "resnet29_3d", "a2_resnet26_3d"}
 
@@ -38,7 +47,8 @@ def test_unknown_model_names_the_known_ones():
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in PAPER_MODELS + BASELINES]
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in PAPER_MODELS + BASELINES],
 )
 def test_forward_at_paper_input_size(name):
     net = get_model(name, classes=10)
@@ -50,7 +60,9 @@ def test_forward_at_paper_input_size(name):
     assert np.isfinite(y.asnumpy()).all()
 
 
-@pytest.mark.parametrize("name,shape", [("a2_resnet26", (2, 3, 64, 64)), ("a2_resnet26_3d", (1, 3, 4, 32, 32))])
+@pytest.mark.parametrize(
+    "name,shape", [("a2_resnet26", (2, 3, 64, 64)), ("a2_resnet26_3d", (1, 3, 4, 32, 32))]
+)
 def test_hybridized_equals_imperative(name, shape):
     net = get_model(name, classes=7)
     net.initialize(mx.init.Xavier())
@@ -71,8 +83,14 @@ def test_a2_resnet50_places_five_blocks_at_conv3_and_conv4():
     assert [(b.m, b.n) for b in found] == [(256, 256)] * 2 + [(512, 512)] * 3
     # each block follows the unit it names
     conv3 = net.features[4 + 1]
-    assert [type(b).__name__ for b in conv3] == ["Bottleneck", "Bottleneck", "DoubleAttention",
-                                                 "Bottleneck", "Bottleneck", "DoubleAttention"]
+    assert [type(b).__name__ for b in conv3] == [
+        "Bottleneck",
+        "Bottleneck",
+        "DoubleAttention",
+        "Bottleneck",
+        "Bottleneck",
+        "DoubleAttention",
+    ]
 
 
 def test_attention_options():
@@ -106,7 +124,9 @@ def test_bad_model_arguments(kwargs, message):
 def test_bad_input_shape():
     net = get_model("resnet26", classes=3)
     net.initialize()
-    with pytest.raises(ValueError, match=r"expects input of layout N x 3 x H x W, got shape \(1, 1, 32, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"expects input of layout N x 3 x H x W, got shape \(1, 1, 32, 32\)"
+    ):
         net(mx.nd.zeros((1, 1, 32, 32)))
     with pytest.raises(ValueError, match="N x 3 x H x W"):
         net(mx.nd.zeros((1, 3, 4, 32, 32)))
@@ -127,19 +147,36 @@ def _stage_shapes(net, input_shape):
 
 def test_video_resnet_shapes_follow_table_1():
     assert _stage_shapes(get_model("resnet26_3d"), (3, 16, 112, 112)) == {
-        "conv2": (8, 56, 56), "conv3": (8, 28, 28), "conv4": (8, 14, 14), "conv5": (8, 7, 7)}
+        "conv2": (8, 56, 56),
+        "conv3": (8, 28, 28),
+        "conv4": (8, 14, 14),
+        "conv5": (8, 7, 7),
+    }
     assert _stage_shapes(get_model("resnet50_3d"), (3, 8, 224, 224)) == {
-        "conv2": (8, 56, 56), "conv3": (4, 28, 28), "conv4": (4, 14, 14), "conv5": (4, 7, 7)}
+        "conv2": (8, 56, 56),
+        "conv3": (4, 28, 28),
+        "conv4": (4, 14, 14),
+        "conv5": (4, 7, 7),
+    }
     assert _stage_shapes(get_model("a2_resnet50"), (3, 224, 224)) == {
-        "conv2": (56, 56), "conv3": (28, 28), "conv4": (14, 14), "conv5": (7, 7)}
+        "conv2": (56, 56),
+        "conv3": (28, 28),
+        "conv4": (14, 14),
+        "conv5": (7, 7),
+    }
 
 
 def test_resnet50_3d_temporal_kernels():
     net = get_model("resnet50_3d")
-    kernels = {f"conv{i + 2}": [unit.conv2._kwargs["kernel"][0] for unit in net.features[4 + i]]
-               for i in range(4)}
-    assert kernels == {"conv2": [3, 3, 3], "conv3": [3, 1, 3, 1], "conv4": [3, 1, 3, 1, 3, 1],
-                       "conv5": [1, 3, 1]}
+    kernels = {
+        f"conv{i + 2}": [unit.conv2._kwargs["kernel"][0] for unit in net.features[4 + i]] for i in range(4)
+    }
+    assert kernels == {
+        "conv2": [3, 3, 3],
+        "conv3": [3, 1, 3, 1],
+        "conv4": [3, 1, 3, 1, 3, 1],
+        "conv5": [1, 3, 1],
+    }
 
 
 def test_new_a2_network_computes_its_backbone():

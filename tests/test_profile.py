@@ -86,7 +86,18 @@ def test_cli_json(capsys):
 def test_cli_options_change_the_count(capsys):
     main(["resnet26", "--json"])
     base = json.loads(capsys.readouterr().out)
-    main(["resnet26", "--json", "--attention", "a2", "--blocks", "conv4:2,conv3:1", "--reduction", "2"])
+    main(
+        [
+            "resnet26",
+            "--json",
+            "--attention",
+            "a2",
+            "--blocks",
+            "conv4:2,conv3:1",
+            "--reduction",
+            "2",
+        ]
+    )
     more = json.loads(capsys.readouterr().out)
     # two blocks, m = n = c/2: 2c^2 + 3c/2 + 2c parameters each (c = 512 at conv4, 256 at conv3)
     expected = sum(2 * c * c + 3 * c // 2 + 2 * c for c in (512, 256))
@@ -97,12 +108,26 @@ def test_cli_options_change_the_count(capsys):
 
 
 def test_cli_errors_are_one_line():
-    run = subprocess.run([sys.executable, "-m", "a2gluon.profile", "resnet26", "--blocks", "conv9:1",
-                          "--attention", "a2"], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "a2gluon.profile",
+            "resnet26",
+            "--blocks",
+            "conv9:1",
+            "--attention",
+            "a2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1] == (
         "error: blocks: 'conv9:1' names no stage of this network; stages are conv2, conv3, conv4, conv5"
     )
     assert "Traceback" not in run.stderr
-    run = subprocess.run([sys.executable, "-m", "a2gluon.profile", "nosuchnet"], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "a2gluon.profile", "nosuchnet"], capture_output=True, text=True
+    )
     assert run.returncode == 2 and "unknown model 'nosuchnet'" in run.stderr

@@ -45,7 +45,7 @@ def check_gpu_support(gpus):
     """Raise DeviceError if any of `gpus` (from gpu_compute_capabilities) cannot run MXNet 1.9.1."""
     for name, cap in gpus:
         if cap > MAX_COMPUTE_CAPABILITY:
-            raise DeviceError(ONNX_HINT.format(cap="%d.%d" % cap, name=name))
+            raise DeviceError(ONNX_HINT.format(cap=f"{cap[0]}.{cap[1]}", name=name))
 
 
 def get_contexts(num_gpus=0):

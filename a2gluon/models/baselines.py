@@ -24,8 +24,15 @@ def _with_attention(stage_seq, stage_index, positions, attention, reduction):
     for u, unit in enumerate(stage_seq, start=1):
         new.add(unit)
         if (name, u) in positions:
-            new.add(make_attention(attention, _CHANNELS[stage_index], reduction=reduction, dims=2,
-                                   prefix=f"{stage_seq.prefix}{attention}{u}_"))
+            new.add(
+                make_attention(
+                    attention,
+                    _CHANNELS[stage_index],
+                    reduction=reduction,
+                    dims=2,
+                    prefix=f"{stage_seq.prefix}{attention}{u}_",
+                )
+            )
     return new
 
 
@@ -40,12 +47,17 @@ def _gluoncv(name, depth, classes, attention, blocks, reduction, **kwargs):
             for i in range(4):
                 if f"conv{i + 2}" in stages:
                     attr = f"layer{i + 1}"
-                    setattr(net, attr, _with_attention(getattr(net, attr), i, positions, attention, reduction))
+                    setattr(
+                        net,
+                        attr,
+                        _with_attention(getattr(net, attr), i, positions, attention, reduction),
+                    )
         else:  # v1: features = [conv, bn, relu, pool, stage1..stage4, pool]
             for i in range(4):
                 if f"conv{i + 2}" in stages:
                     net.features.register_child(
-                        _with_attention(net.features[4 + i], i, positions, attention, reduction), str(4 + i)
+                        _with_attention(net.features[4 + i], i, positions, attention, reduction),
+                        str(4 + i),
                     )
     net.attention, net.blocks = attention, [f"{s}:{u}" for s, u in positions]
     return net

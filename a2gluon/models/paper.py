@@ -37,14 +37,27 @@ def resnet50(classes=1000, attention=None, blocks=None, reduction=4, **kwargs):
     convolution (as ResNet v1b / v1.5).  25.5 M parameters, 3.98 G multiply-adds at 224x224.
     With attention and no blocks given, blocks go where a2_resnet50 puts them.
     """
-    return ResNet(Stem(32, kernel=5, maxpool=True), RESNET50_STAGES, dims=2, classes=classes,
-                  attention=attention, blocks=blocks, default_blocks=A2_RESNET50_BLOCKS,
-                  reduction=reduction, **kwargs)
+    return ResNet(
+        Stem(32, kernel=5, maxpool=True),
+        RESNET50_STAGES,
+        dims=2,
+        classes=classes,
+        attention=attention,
+        blocks=blocks,
+        default_blocks=A2_RESNET50_BLOCKS,
+        reduction=reduction,
+        **kwargs,
+    )
 
 
 @register
-def a2_resnet50(classes=1000, attention="a2", blocks=A2_RESNET50_BLOCKS,
-                reduction=A2_RESNET50_REDUCTION, **kwargs):
+def a2_resnet50(
+    classes=1000,
+    attention="a2",
+    blocks=A2_RESNET50_BLOCKS,
+    reduction=A2_RESNET50_REDUCTION,
+    **kwargs,
+):
     """ResNet-50 with five A^2 blocks at conv3 and conv4, the paper's ImageNet model
     ("only costs 6.5 GFLOPs and 33.0 M parameters").
 
@@ -71,9 +84,17 @@ def resnet26(classes=1000, attention=None, blocks=None, reduction=4, **kwargs):
     """2-D version of the paper's ResNet-26 (Table 1 without time): 5x5 stem, 16 channels,
     stride 2, no max pooling; two bottleneck units per stage, 128-256-512-1024 channels.
     Small enough for CPU experiments; 112x112 is its native input (7x7 before pooling)."""
-    return ResNet(Stem(16, kernel=5, maxpool=False), RESNET26_STAGES, dims=2, classes=classes,
-                  attention=attention, blocks=blocks, default_blocks=SMALL_BLOCKS,
-                  reduction=reduction, **kwargs)
+    return ResNet(
+        Stem(16, kernel=5, maxpool=False),
+        RESNET26_STAGES,
+        dims=2,
+        classes=classes,
+        attention=attention,
+        blocks=blocks,
+        default_blocks=SMALL_BLOCKS,
+        reduction=reduction,
+        **kwargs,
+    )
 
 
 @register
@@ -110,16 +131,33 @@ RESNET50_3D_STAGES = (
 
 
 def _video(stem, stages, default_blocks, classes, attention, blocks, reduction, **kwargs):
-    return ResNet(stem, stages, dims=3, classes=classes, attention=attention, blocks=blocks,
-                  default_blocks=default_blocks, reduction=reduction, **kwargs)
+    return ResNet(
+        stem,
+        stages,
+        dims=3,
+        classes=classes,
+        attention=attention,
+        blocks=blocks,
+        default_blocks=default_blocks,
+        reduction=reduction,
+        **kwargs,
+    )
 
 
 @register
 def resnet26_3d(classes=1000, attention=None, blocks=None, reduction=4, **kwargs):
     """The paper's video ResNet-26 (Table 1), input 3 x 16 x 112 x 112: stem 3x5x5, 16
     channels, stride (1,2,2); two units per stage; 8 x 7 x 7 before pooling."""
-    return _video(Stem(16, kernel=5, temporal_kernel=3, maxpool=False), RESNET26_3D_STAGES,
-                  SMALL_BLOCKS, classes, attention, blocks, reduction, **kwargs)
+    return _video(
+        Stem(16, kernel=5, temporal_kernel=3, maxpool=False),
+        RESNET26_3D_STAGES,
+        SMALL_BLOCKS,
+        classes,
+        attention,
+        blocks,
+        reduction,
+        **kwargs,
+    )
 
 
 @register
@@ -131,21 +169,42 @@ def a2_resnet26_3d(classes=1000, attention="a2", blocks=SMALL_BLOCKS, reduction=
 @register
 def resnet29_3d(classes=1000, attention=None, blocks=None, reduction=4, **kwargs):
     """The paper's video ResNet-29: ResNet-26 with three units in conv4."""
-    return _video(Stem(16, kernel=5, temporal_kernel=3, maxpool=False), RESNET29_3D_STAGES,
-                  SMALL_BLOCKS, classes, attention, blocks, reduction, **kwargs)
+    return _video(
+        Stem(16, kernel=5, temporal_kernel=3, maxpool=False),
+        RESNET29_3D_STAGES,
+        SMALL_BLOCKS,
+        classes,
+        attention,
+        blocks,
+        reduction,
+        **kwargs,
+    )
 
 
 @register
 def resnet50_3d(classes=1000, attention=None, blocks=None, reduction=4, **kwargs):
     """The paper's video ResNet-50, input 3 x 8 x 224 x 224: stem 3x5x5, 32 channels, stride
     (1,2,2), max pooling 1x3x3 stride (1,2,2); units 3-4-6-3; 4 x 7 x 7 before pooling."""
-    return _video(Stem(32, kernel=5, temporal_kernel=3, maxpool=True), RESNET50_3D_STAGES,
-                  A2_RESNET50_BLOCKS, classes, attention, blocks, reduction, **kwargs)
+    return _video(
+        Stem(32, kernel=5, temporal_kernel=3, maxpool=True),
+        RESNET50_3D_STAGES,
+        A2_RESNET50_BLOCKS,
+        classes,
+        attention,
+        blocks,
+        reduction,
+        **kwargs,
+    )
 
 
 @register
-def a2_resnet50_3d(classes=1000, attention="a2", blocks=A2_RESNET50_BLOCKS,
-                   reduction=A2_RESNET50_REDUCTION, **kwargs):
+def a2_resnet50_3d(
+    classes=1000,
+    attention="a2",
+    blocks=A2_RESNET50_BLOCKS,
+    reduction=A2_RESNET50_REDUCTION,
+    **kwargs,
+):
     """resnet50_3d with five A^2 blocks as in the paper's Kinetics model, placed and sized as
     in a2_resnet50 (its 2-D weights inflate into this network)."""
     return resnet50_3d(classes=classes, attention=attention, blocks=blocks, reduction=reduction, **kwargs)

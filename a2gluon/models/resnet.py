@@ -49,7 +49,9 @@ def parse_blocks(blocks, stages):
                 f"blocks: {item!r} is not of the form 'convS:U' (after the U-th unit of stage convS)"
             )
         if stage not in units:
-            raise ValueError(f"blocks: {item!r} names no stage of this network; stages are {', '.join(units)}")
+            raise ValueError(
+                f"blocks: {item!r} names no stage of this network; stages are {', '.join(units)}"
+            )
         if not 1 <= int(unit) <= units[stage]:
             raise ValueError(f"blocks: {item!r}: stage {stage} has units 1..{units[stage]}")
         if (stage, int(unit)) in parsed:
@@ -73,27 +75,58 @@ def check_attention(attention, blocks, default_blocks, stages):
 class Bottleneck(nn.HybridBlock):
     """Bottleneck residual unit with the stride on the 3x3 convolution (ResNet v1b / v1.5)."""
 
-    def __init__(self, dims, in_channels, width, channels, stride=1, temporal_stride=1,
-                 temporal_kernel=3, last_gamma=False, **kwargs):
+    def __init__(
+        self,
+        dims,
+        in_channels,
+        width,
+        channels,
+        stride=1,
+        temporal_stride=1,
+        temporal_kernel=3,
+        last_gamma=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         conv = _CONV[dims]
         strides = _kernel(dims, temporal_stride, stride)
         k = _kernel(dims, temporal_kernel, 3)
         with self.name_scope():
-            self.conv1 = conv(width, _kernel(dims, 1, 1), in_channels=in_channels, use_bias=False,
-                              prefix="conv1_")
+            self.conv1 = conv(
+                width, _kernel(dims, 1, 1), in_channels=in_channels, use_bias=False, prefix="conv1_"
+            )
             self.bn1 = nn.BatchNorm(in_channels=width, prefix="bn1_", **_BN_KW)
-            self.conv2 = conv(width, k, strides=strides, padding=tuple(i // 2 for i in k),
-                              in_channels=width, use_bias=False, prefix="conv2_")
+            self.conv2 = conv(
+                width,
+                k,
+                strides=strides,
+                padding=tuple(i // 2 for i in k),
+                in_channels=width,
+                use_bias=False,
+                prefix="conv2_",
+            )
             self.bn2 = nn.BatchNorm(in_channels=width, prefix="bn2_", **_BN_KW)
-            self.conv3 = conv(channels, _kernel(dims, 1, 1), in_channels=width, use_bias=False,
-                              prefix="conv3_")
-            self.bn3 = nn.BatchNorm(in_channels=channels, gamma_initializer="zeros" if last_gamma else "ones",
-                                    prefix="bn3_", **_BN_KW)
+            self.conv3 = conv(
+                channels, _kernel(dims, 1, 1), in_channels=width, use_bias=False, prefix="conv3_"
+            )
+            self.bn3 = nn.BatchNorm(
+                in_channels=channels,
+                gamma_initializer="zeros" if last_gamma else "ones",
+                prefix="bn3_",
+                **_BN_KW,
+            )
             if in_channels != channels or stride != 1 or temporal_stride != 1:
                 self.downsample = nn.HybridSequential(prefix="down_")
-                self.downsample.add(conv(channels, _kernel(dims, 1, 1), strides=strides,
-                                         in_channels=in_channels, use_bias=False, prefix="conv_"))
+                self.downsample.add(
+                    conv(
+                        channels,
+                        _kernel(dims, 1, 1),
+                        strides=strides,
+                        in_channels=in_channels,
+                        use_bias=False,
+                        prefix="conv_",
+                    )
+                )
                 self.downsample.add(nn.BatchNorm(in_channels=channels, prefix="bn_", **_BN_KW))
             else:
                 self.downsample = None
@@ -111,9 +144,21 @@ class ResNet(nn.HybridBlock):
     stem and stage specs, with `attention` blocks ('a2' or 'nonlocal') after the residual units
     named in `blocks` ('convS:U', 1-based).  Layout as Gluon-CV: `features` then `output`."""
 
-    def __init__(self, stem, stages, dims=2, classes=1000, attention=None, blocks=None,
-                 default_blocks=(), reduction=4, last_gamma=False, dropout=0.0,
-                 attention_kwargs=None, **kwargs):
+    def __init__(
+        self,
+        stem,
+        stages,
+        dims=2,
+        classes=1000,
+        attention=None,
+        blocks=None,
+        default_blocks=(),
+        reduction=4,
+        last_gamma=False,
+        dropout=0.0,
+        attention_kwargs=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if dims not in (2, 3):
             raise ValueError(f"dims must be 2 (images) or 3 (video), got {dims!r}")
@@ -129,15 +174,28 @@ class ResNet(nn.HybridBlock):
         with self.name_scope():
             self.features = nn.HybridSequential(prefix="")
             k = _kernel(dims, stem.temporal_kernel, stem.kernel)
-            self.features.add(conv(stem.channels, k, strides=_kernel(dims, 1, 2),
-                                   padding=tuple(i // 2 for i in k), in_channels=3, use_bias=False,
-                                   prefix="conv1_"))
+            self.features.add(
+                conv(
+                    stem.channels,
+                    k,
+                    strides=_kernel(dims, 1, 2),
+                    padding=tuple(i // 2 for i in k),
+                    in_channels=3,
+                    use_bias=False,
+                    prefix="conv1_",
+                )
+            )
             self.features.add(nn.BatchNorm(in_channels=stem.channels, prefix="conv1_bn_", **_BN_KW))
             self.features.add(nn.Activation("relu"))
             if stem.maxpool:
                 pool = nn.MaxPool3D if dims == 3 else nn.MaxPool2D
-                self.features.add(pool(pool_size=_kernel(dims, 1, 3), strides=_kernel(dims, 1, 2),
-                                       padding=_kernel(dims, 0, 1)))
+                self.features.add(
+                    pool(
+                        pool_size=_kernel(dims, 1, 3),
+                        strides=_kernel(dims, 1, 2),
+                        padding=_kernel(dims, 0, 1),
+                    )
+                )
             in_channels = stem.channels
             for stage in stages:
                 seq = nn.HybridSequential(prefix=f"{stage.name}_")
@@ -145,15 +203,31 @@ class ResNet(nn.HybridBlock):
                     for u in range(1, stage.units + 1):
                         first = u == 1
                         tk = stage.temporal_kernels[u - 1] if stage.temporal_kernels else 3
-                        seq.add(Bottleneck(dims, in_channels, stage.width, stage.channels,
-                                           stride=stage.stride if first else 1,
-                                           temporal_stride=stage.temporal_stride if first else 1,
-                                           temporal_kernel=tk, last_gamma=last_gamma,
-                                           prefix=f"unit{u}_"))
+                        seq.add(
+                            Bottleneck(
+                                dims,
+                                in_channels,
+                                stage.width,
+                                stage.channels,
+                                stride=stage.stride if first else 1,
+                                temporal_stride=stage.temporal_stride if first else 1,
+                                temporal_kernel=tk,
+                                last_gamma=last_gamma,
+                                prefix=f"unit{u}_",
+                            )
+                        )
                         in_channels = stage.channels
                         if (stage.name, u) in self.positions:
-                            seq.add(make_attention(attention, in_channels, reduction=reduction, dims=dims,
-                                                   prefix=f"{attention}{u}_", **(attention_kwargs or {})))
+                            seq.add(
+                                make_attention(
+                                    attention,
+                                    in_channels,
+                                    reduction=reduction,
+                                    dims=dims,
+                                    prefix=f"{attention}{u}_",
+                                    **(attention_kwargs or {}),
+                                )
+                            )
                 self.features.add(seq)
             self.features.add(nn.GlobalAvgPool3D() if dims == 3 else nn.GlobalAvgPool2D())
             self.features.add(nn.Flatten())
@@ -166,7 +240,9 @@ class ResNet(nn.HybridBlock):
         if isinstance(shape, tuple):
             layout = "N x 3 x T x H x W" if self.dims == 3 else "N x 3 x H x W"
             if len(shape) != self.dims + 2 or shape[1] != 3:
-                raise ValueError(f"{type(self).__name__}: expects input of layout {layout}, got shape {shape}")
+                raise ValueError(
+                    f"{type(self).__name__}: expects input of layout {layout}, got shape {shape}"
+                )
         return super().forward(x, *args)
 
     def hybrid_forward(self, F, x):

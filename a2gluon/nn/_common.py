@@ -27,7 +27,9 @@ def reduced(in_channels, channels, reduction, name, block):
 
 def conv1x1(dims, channels, in_channels, use_bias=True, **kwargs):
     """A 1x1 (1x1x1 in 3-D) convolution."""
-    return _CONV[dims](channels, kernel_size=(1,) * dims, in_channels=in_channels, use_bias=use_bias, **kwargs)
+    return _CONV[dims](
+        channels, kernel_size=(1,) * dims, in_channels=in_channels, use_bias=use_bias, **kwargs
+    )
 
 
 def fold4d(x, dims):

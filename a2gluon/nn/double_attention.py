@@ -56,9 +56,7 @@ class DoubleAttention(nn.HybridBlock):
         if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels <= 0:
             raise ValueError(f"{block}: in_channels must be a positive integer, got {in_channels!r}")
         if association not in ASSOCIATIONS:
-            raise ValueError(
-                f"{block}: association must be 'left' or 'right', got {association!r}"
-            )
+            raise ValueError(f"{block}: association must be 'left' or 'right', got {association!r}")
         self.in_channels = in_channels
         self.m = reduced(in_channels, m, reduction, "m", block)
         self.n = reduced(in_channels, n, reduction, "n", block)

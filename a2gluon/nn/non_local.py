@@ -2,7 +2,15 @@
 
 from mxnet.gluon import nn
 
-from ._common import check_dims, check_input, conv1x1, default_layout, fold4d, maxpool_spatial, reduced
+from ._common import (
+    check_dims,
+    check_input,
+    conv1x1,
+    default_layout,
+    fold4d,
+    maxpool_spatial,
+    reduced,
+)
 
 
 class NonLocal(nn.HybridBlock):

@@ -1,7 +1,7 @@
 """Regenerate the README's tables from code and measured results (never typed by hand).
 
-    python tools/readme_tables.py           # rewrite README.md between the markers
-    python tools/readme_tables.py --check   # exit 1 if README.md is out of date
+python tools/readme_tables.py           # rewrite README.md between the markers
+python tools/readme_tables.py --check   # exit 1 if README.md is out of date
 """
 
 import argparse
@@ -77,7 +77,9 @@ def render(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
     args = parser.parse_args(argv)
     readme = ROOT / "README.md"

@@ -12,26 +12,34 @@ For every (configuration, association) pair a fresh worker process (this script 
 ``--worker``) builds and initialises the block, hybridizes it with static_alloc and static_shape,
 allocates a random input, runs ``--warmup`` forward passes and then times ``--repeat`` of them
 (inference mode, each ended by ``wait_to_read``); a case whose last warm-up pass took longer than
-one second is timed ``--slow-repeat`` times instead.  The median is reported.
+one second is timed ``--slow-repeat`` times instead.  This is done ``--rounds`` times, left and
+right alternating, each time in a new process, because the speed of the small image block varies
+more between processes (thread placement) than within one; the median of all timed passes of all
+rounds is reported.
 
 MXNet has no CPU memory query, so memory is the worker's peak resident set size
 (``ru_maxrss``) after the forward passes minus its peak RSS just before the first one (block built
-and initialised, input allocated): the extra memory the forward passes needed at their peak.
+and initialised, input allocated): the extra memory the forward passes needed at their peak
+(the largest over the rounds is reported).
 
 The analytic size of the association's intermediate (float32, per sample: m*n*4 bytes for
 'left', L*L*4 bytes for 'right') is reported next to the measurements.
 
 Threads: MXNet's CPU build uses half the logical cores for OpenMP when OMP_NUM_THREADS is unset
 (one thread on a 2-core machine), so the workers get OMP_NUM_THREADS = --threads (default: the
-OMP_NUM_THREADS already set, else all cores).  They also get OMP_WAIT_POLICY=PASSIVE unless it is
-set: with every core busy, OpenMP threads that spin-wait between operators compete with MXNet's
-engine thread and a small operator can then take a scheduler tick (about 8 ms per operator on a
-2-core machine: the 14 x 14 block took 160 ms instead of 10 ms).  The load average before and
-after the run is recorded, since other processes on the machine distort the timings.
+OMP_NUM_THREADS already set, else all cores).  Unless they are set, the workers also get
+OMP_WAIT_POLICY=PASSIVE and OMP_PROC_BIND=true.  With every core in use, OpenMP threads that
+spin-wait between operators can share a core with MXNet's engine thread, and each small operator
+then waits for a scheduler tick: on a 2-core machine the 14 x 14 block took about 165 ms instead
+of 4-5 ms in some processes and not in others.  Passive waiting alone avoids that but left the
+block at 8-10 ms; with the threads also bound to cores it ran in 4-7 ms, process after process.
+The load average before and after the run is recorded, since other processes on the machine
+distort the timings.
 
 Writes <out>/block.json and <out>/block.md and prints the Markdown table.
 
-Usage: python benchmarks/block.py [--repeat N] [--configs image,video] [--out benchmarks/results]
+Usage: python benchmarks/block.py [--repeat N] [--slow-repeat N] [--rounds N] [--warmup N]
+       [--threads N] [--configs image,video] [--out benchmarks/results]
 """
 
 import argparse
@@ -163,6 +171,30 @@ def run_worker(name, association, args, env):
     return result
 
 
+def combine(rounds):
+    """One association's result from its rounds (one worker process each)."""
+    done = [r for r in rounds if "error" not in r]
+    out = {"rounds": len(rounds), "failed_rounds": [r for r in rounds if "error" in r]}
+    if not done:
+        out["error"] = rounds[0]["error"]
+        return out
+    timings = [t for r in done for t in r["timings_ms"]]
+    out.update(
+        median_ms=statistics.median(timings),
+        timings_ms=timings,
+        round_median_ms=[r["median_ms"] for r in done],
+        repeat=[r["repeat"] for r in done],
+        warmup_ms=[r["warmup_ms"] for r in done],
+        peak_mib=max(r["peak_mib"] for r in done),
+        round_peak_mib=[r["peak_mib"] for r in done],
+        baseline_rss_mib=[r["baseline_rss_mib"] for r in done],
+        peak_rss_mib=[r["peak_rss_mib"] for r in done],
+        intermediate_bytes=done[0]["intermediate_bytes"],
+        worker_wall_s=[r["worker_wall_s"] for r in done],
+    )
+    return out
+
+
 def human_bytes(count):
     """`count` bytes in binary units (B, KiB, MiB, GiB), three significant digits."""
     value = float(count)
@@ -230,15 +262,18 @@ def markdown(report):
             )
             + " |"
         )
-    repeats = sorted(
-        {
-            (c["label"], a, r["repeat"])
-            for c in report["configs"]
-            for a, r in c["results"].items()
-            if "repeat" in r
-        }
+
+    def passes(counts):
+        if len(set(counts)) == 1:
+            return f"{len(counts)} × {counts[0]}"
+        return " + ".join(str(n) for n in counts)
+
+    repeat_text = "; ".join(
+        f"{c['label']} {a}: {passes(r['repeat'])}"
+        for c in report["configs"]
+        for a, r in c["results"].items()
+        if "repeat" in r
     )
-    repeat_text = "; ".join(f"{label} {assoc}: {n}" for label, assoc, n in repeats)
     env = report["environment"]
     lines += [
         "",
@@ -247,19 +282,21 @@ def markdown(report):
         "'right' = A·(softmax(B)ᵀ·softmax(V)) with an L × L intermediate "
         "(L = positions, H·W or T·H·W).",
         "",
-        f"- **ms**: median of timed forward passes after {report['settings']['warmup']} warm-up "
-        f"passes, block hybridized with static_alloc and static_shape (passes timed: "
-        f"{repeat_text}).",
+        f"- **ms**: median of the timed forward passes of {report['settings']['rounds']} fresh "
+        f"processes per cell (left and right alternating), each after "
+        f"{report['settings']['warmup']} warm-up passes, block hybridized with static_alloc and "
+        f"static_shape (processes × timed passes: {repeat_text}).",
         "- **peak MiB**: peak RSS of a fresh process after the forward passes minus its peak RSS "
         "just before the first one (block built and initialised, input allocated), i.e. the "
         "extra memory the forward pass needed at its peak, including all activations and "
-        "MXNet's memory pool.",
+        "MXNet's memory pool; the largest over the processes.",
         "- **intermediate**: analytic size of the association's intermediate per sample in "
         "float32: m·n·4 bytes (left) and L·L·4 bytes (right). The paper's video example quotes "
         "about 1 MB for left and over 2 GB for right; 1 MiB is 512·512·4 bytes (m = n = 512), "
         "with m = n = 128 (reduction 4) it is 64 KiB.",
         f"- Machine: {env['cpu_model']}, {env['cpu_count']} cores, "
-        f"OMP_NUM_THREADS={env['omp_num_threads']}, OMP_WAIT_POLICY={env['omp_wait_policy']}; "
+        f"OMP_NUM_THREADS={env['omp_num_threads']}, OMP_WAIT_POLICY={env['omp_wait_policy']}, "
+        f"OMP_PROC_BIND={env['omp_proc_bind']}; "
         f"1-minute load average {env['load_average_before'][0]:.2f} before the run; "
         f"MXNet {env['mxnet']}, Python {env['python']}; {report['date']}.",
         "",
@@ -280,6 +317,12 @@ def main(argv=None):
     )
     parser.add_argument("--warmup", type=int, default=2, help="untimed passes (default 2)")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="fresh worker processes per case, left and right alternating (default 3)",
+    )
+    parser.add_argument(
         "--configs",
         default="image,video",
         help=f"comma-separated subset of {','.join(CONFIGS)} (default: all)",
@@ -294,7 +337,7 @@ def main(argv=None):
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "ASSOC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    for option in ("repeat", "slow_repeat", "threads"):
+    for option in ("repeat", "slow_repeat", "rounds", "threads"):
         if getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")
     if args.warmup < 0:
@@ -316,22 +359,29 @@ def main(argv=None):
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("OMP_PROC_BIND", "true")
     load_before = os.getloadavg()
     started = time.perf_counter()
     configs = []
     for name in names:
         cfg = describe(name)
-        results = {}
-        for association in ASSOCIATIONS:
-            print(f"measuring {name} / {association} ...", file=sys.stderr, flush=True)
-            results[association] = run_worker(name, association, args, env)
+        rounds = {association: [] for association in ASSOCIATIONS}
+        for index in range(args.rounds):
+            for association in ASSOCIATIONS:
+                print(
+                    f"measuring {name} / {association}, round {index + 1} of {args.rounds}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                rounds[association].append(run_worker(name, association, args, env))
+        results = {association: combine(rounds[association]) for association in ASSOCIATIONS}
         cfg["spatial"] = list(cfg["spatial"])
         cfg["results"] = results
+        sizes = cfg["intermediate_bytes"]
         cfg["ratios"] = {
             "time": ratio(results, "median_ms"),
             "peak_mib": ratio(results, "peak_mib"),
-            "intermediate_bytes": cfg["intermediate_bytes"]["right"]
-            / cfg["intermediate_bytes"]["left"],
+            "intermediate_bytes": sizes["right"] / sizes["left"],
         }
         configs.append(cfg)
 
@@ -342,6 +392,7 @@ def main(argv=None):
             "repeat": args.repeat,
             "slow_repeat": args.slow_repeat,
             "slow_seconds": SLOW_SECONDS,
+            "rounds": args.rounds,
             "warmup": args.warmup,
             "hybridize": {"static_alloc": True, "static_shape": True},
             "batch": 1,
@@ -354,6 +405,7 @@ def main(argv=None):
             "cpu_count": os.cpu_count(),
             "omp_num_threads": args.threads,
             "omp_wait_policy": env["OMP_WAIT_POLICY"],
+            "omp_proc_bind": env["OMP_PROC_BIND"],
             "load_average_before": list(load_before),
             "load_average_after": list(os.getloadavg()),
             "blas": [

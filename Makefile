@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml tools/mxnet_variant.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=23" "setuptools>=61" wheel
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[$(VARIANT),test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[$(VARIANT),test,onnx]"
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "$(GLUONCV)"
 	$(PY) -c "import mxnet, gluoncv, cv2, numpy; print('mxnet', mxnet.__version__, '| gluoncv', gluoncv.__version__, '| numpy', numpy.__version__, '| cv2', cv2.__version__)"
 	@rm -f $(VENV)/.installed-*

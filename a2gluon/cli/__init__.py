@@ -1,0 +1,1 @@
+"""Command-line interfaces: argument parsing only, each a thin shell over the library layers."""

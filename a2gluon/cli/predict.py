@@ -1,0 +1,65 @@
+"""python -m a2gluon.predict: top-k classes of images with a trained or exported model, using
+the evaluation preprocessing."""
+
+import argparse
+import json
+import sys
+
+from ..deploy import load_gluon_model, load_symbol_model, read_class_names
+from ..deploy.command import run_command
+from ..deploy.loading import check_class_names
+from ..deploy.predict import format_predictions, predict_images
+
+PROG = "python -m a2gluon.predict"
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Print each image's top-k class names with probabilities.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument(
+        "--symbol", metavar="PREFIX", help="exported model (PREFIX-symbol.json + PREFIX-0000.params)"
+    )
+    p.add_argument("--model", help="registry name of a Gluon model (with --params)")
+    p.add_argument("--params", help="Gluon .params file (net.save_parameters)")
+    p.add_argument(
+        "--num-classes", type=int, help="class count of --params (default: from its meta JSON or the file)"
+    )
+    p.add_argument("--classes", help="class list (JSON with a 'classes' list, or one name a line)")
+    p.add_argument("--topk", type=int, default=5, help="classes to print per image (default 5)")
+    p.add_argument("--input-size", type=int, help="crop size (default: the model's, else 224)")
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def run(args):
+    if args.symbol:
+        loaded = load_symbol_model(args.symbol)
+    else:
+        loaded = load_gluon_model(args.model, args.params, num_classes=args.num_classes)
+    if args.classes:
+        loaded.classes = read_class_names(args.classes)
+        check_class_names(loaded.classes, loaded.num_classes, args.classes)
+    results = predict_images(loaded, args.images, input_size=args.input_size, topk=args.topk)
+    print(json.dumps(results, indent=1) if args.json else format_predictions(results))
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if bool(args.symbol) == bool(args.params):
+        parser.error("give either --symbol PREFIX or --params FILE (with --model NAME)")
+    if args.symbol and (args.model or args.num_classes):
+        parser.error("--model and --num-classes go with --params, not with --symbol")
+    for flag in ("num_classes", "topk", "input_size"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            parser.error(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
+    return run_command(PROG, run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""Export (symbol + params, ONNX), loading, predict and the CLIs' handling of bad input."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+
+from a2gluon.cli import export as export_cli
+from a2gluon.cli import predict as predict_cli
+from a2gluon.deploy import (
+    ModelLoadError,
+    export_model,
+    load_gluon_model,
+    load_symbol_model,
+    read_class_names,
+)
+from a2gluon.deploy.preprocess import MEAN_RGB, STD_RGB, preprocess, resize_size
+from a2gluon.models import get_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def trained_params(path, name, input_shape, classes=7, **kwargs):
+    """Save the params of a freshly initialised `name` whose BatchNorms (including the attention
+    blocks' zero-gamma norms, which would hide the attention path) have random statistics;
+    return (path, input batch of 1, Gluon output)."""
+    net = get_model(name, classes=classes, **kwargs)
+    net.initialize(mx.init.Xavier(magnitude=2.0))
+    rng = np.random.RandomState(0)
+    for pname, p in net.collect_params().items():  # before the first forward (oneDNN pitfall)
+        if pname.endswith(("gamma", "running_var")):
+            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
+        elif pname.endswith(("beta", "running_mean")):
+            p.set_data(mx.nd.array(rng.uniform(-0.2, 0.2, p.shape)))
+    x = mx.nd.array(rng.uniform(-1, 1, (1,) + tuple(input_shape)))
+    y = net(x).asnumpy()
+    net.save_parameters(str(path))
+    return str(path), x.asnumpy(), y
+
+
+FRESH = textwrap.dedent(
+    """
+    import sys
+    import mxnet as mx
+    import numpy as np
+
+    prefix, x_file, out_file = sys.argv[1:4]
+    x = np.load(x_file)
+    net = mx.gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"], prefix + "-0000.params")
+    gluon = net(mx.nd.array(x)).asnumpy()
+    mod = mx.mod.Module.load(prefix, 0, data_names=["data"], label_names=None)
+    mod.bind(data_shapes=[("data", x.shape)], for_training=False)
+    mod.forward(mx.io.DataBatch([mx.nd.array(x)]), is_train=False)
+    module = mod.get_outputs()[0].asnumpy()
+    assert "a2gluon" not in sys.modules, "the exported model needed a2gluon"
+    np.savez(out_file, gluon=gluon, module=module)
+    """
+)
+
+
+def check_exported(prefix, x, y, tmp_path):
+    """SymbolBlock.imports and Module.load in a fresh process without a2gluon, and onnxruntime,
+    all give the Gluon model's output."""
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out.npz"
+    env = dict(os.environ, PYTHONPATH="")
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH, prefix, str(tmp_path / "x.npy"), str(out)],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = np.load(out)
+    np.testing.assert_allclose(got["gluon"], y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["module"], y, rtol=1e-5, atol=1e-5)
+    if os.path.exists(prefix + ".onnx"):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(prefix + ".onnx", options, providers=["CPUExecutionProvider"])
+        assert [i.name for i in session.get_inputs()] == ["data"]
+        onnx_out = session.run(None, {"data": x})[0]
+        assert np.abs(onnx_out - y).max() < 1e-4
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def test_export_cli_a2_resnet26_symbol_onnx_and_classes(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    params, x, y = trained_params(tmp_path / "net.params", "a2_resnet26", (3, 64, 64))
+    classes_file = tmp_path / "data.classes.json"
+    classes_file.write_text(json.dumps({"classes": [f"c{i}" for i in range(7)]}))
+    prefix = str(tmp_path / "exported")
+    code = export_cli.main(
+        ["--model", "a2_resnet26", "--params", params, "--out", prefix, "--input-size", "64"]
+        + ["--classes", str(classes_file), "--onnx"]
+    )
+    assert code == 0
+    for tail in ("-symbol.json", "-0000.params", ".onnx", ".json", ".classes.json"):
+        assert os.path.isfile(prefix + tail), tail
+    assert read_class_names(prefix + ".classes.json") == [f"c{i}" for i in range(7)]
+    meta = json.loads(open(prefix + ".json").read())
+    assert meta["model"] == "a2_resnet26" and meta["num_classes"] == 7 and meta["input_size"] == 64
+    import onnx
+
+    onnx.checker.check_model(onnx.load(prefix + ".onnx"))
+    check_exported(prefix, x, y, tmp_path)
+    # the exported files load back, also as Gluon params of the registry model
+    loaded = load_symbol_model(prefix)
+    assert loaded.classes[0] == "c0" and loaded.input_size == 64
+    np.testing.assert_allclose(loaded.net(mx.nd.array(x)).asnumpy(), y, rtol=1e-5, atol=1e-5)
+    again = load_gluon_model("a2_resnet26", prefix + "-0000.params")
+    np.testing.assert_allclose(again.net(mx.nd.array(x)).asnumpy(), y, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_export_a2_resnet50_224(tmp_path):
+    pytest.importorskip("onnx")
+    params, x, y = trained_params(tmp_path / "net.params", "a2_resnet50", (3, 224, 224), classes=10)
+    loaded = load_gluon_model("a2_resnet50", params)
+    assert loaded.num_classes == 10  # read off the params file
+    prefix = str(tmp_path / "a2r50")
+    export_model(loaded, prefix, (3, 224, 224), onnx=True)
+    check_exported(prefix, x, y, tmp_path)
+
+
+@pytest.mark.slow
+def test_export_video_a2_resnet26_3d(tmp_path):
+    """The video models fold T x H x W with Reshape (0, 0, -3, 0), which MXNet's exporter
+    rejects; a2gluon.deploy registers a general Reshape conversion."""
+    pytest.importorskip("onnx")
+    params, x, y = trained_params(tmp_path / "net.params", "a2_resnet26_3d", (3, 4, 32, 32))
+    prefix = str(tmp_path / "video")
+    code = export_cli.main(
+        ["--model", "a2_resnet26_3d", "--params", params, "--out", prefix]
+        + ["--input-size", "32", "--frames", "4", "--onnx"]
+    )
+    assert code == 0
+    check_exported(prefix, x, y, tmp_path)
+
+
+def test_export_reads_training_meta_nonlocal(tmp_path):
+    """The trainer's meta JSON beside the params gives the model, its options and class names;
+    the NonLocal block's ops (batch_dot with transpose, softmax on an axis) convert to ONNX."""
+    pytest.importorskip("onnx")
+    kwargs = {"attention": "nonlocal", "blocks": ["conv4:1"]}
+    params, x, y = trained_params(
+        tmp_path / "imagenet-resnet26-0001.params", "resnet26", (3, 64, 64), 3, **kwargs
+    )
+    meta = {"model": "resnet26", "model_kwargs": kwargs, "num_classes": 3, "input_size": 64}
+    meta.update(classes=["cat", "dog", "fox"], epoch=1, top1=0.5, top5=1.0)
+    (tmp_path / "imagenet-resnet26-0001.json").write_text(json.dumps(meta))
+    prefix = str(tmp_path / "nl")
+    assert export_cli.main(["--params", params, "--out", prefix, "--onnx"]) == 0
+    assert read_class_names(prefix + ".classes.json") == ["cat", "dog", "fox"]
+    check_exported(prefix, x, y, tmp_path)
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """a2_resnet26 params for 7 classes and an image file."""
+    folder = tmp_path_factory.mktemp("small")
+    params, x, y = trained_params(folder / "net.params", "a2_resnet26", (3, 64, 64))
+    image = folder / "image.jpg"
+    rng = np.random.RandomState(1)
+    cv2.imwrite(str(image), rng.randint(0, 256, (90, 120, 3)).astype(np.uint8))
+    return {"params": params, "x": x, "y": y, "image": str(image), "dir": folder}
+
+
+def test_load_gluon_model_errors(small, tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_gluon_model("a2_resnet26", str(tmp_path / "none.params"))
+    bad = tmp_path / "bad.params"
+    bad.write_bytes(b"not params at all")
+    with pytest.raises(ModelLoadError, match="not an MXNet params file"):
+        load_gluon_model("a2_resnet26", str(bad))
+    with pytest.raises(ModelLoadError, match=r"different model.*not in resnet26 \(features"):
+        load_gluon_model("resnet26", small["params"])
+    with pytest.raises(ModelLoadError, match="saved for 7 classes but the model was built for 5"):
+        load_gluon_model("a2_resnet26", small["params"], num_classes=5)
+    with pytest.raises(ModelLoadError, match="unknown model"):
+        load_gluon_model("a2_resnet27", small["params"])
+    loaded = load_gluon_model("a2_resnet26", small["params"])
+    assert loaded.num_classes == 7
+    np.testing.assert_allclose(
+        loaded.net(mx.nd.array(small["x"])).asnumpy(), small["y"], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_load_symbol_model_errors(small, tmp_path):
+    with pytest.raises(ModelLoadError, match="-symbol.json does not exist"):
+        load_symbol_model(str(tmp_path / "nothing"))
+    (tmp_path / "half-symbol.json").write_text("{}")
+    with pytest.raises(ModelLoadError):
+        load_symbol_model(str(tmp_path / "half"))
+
+
+# --- preprocessing and predict ----------------------------------------------------------------
+
+
+def test_preprocess_is_the_evaluation_transform():
+    assert resize_size(224) == 256 and resize_size(112) == 128
+    image = np.zeros((300, 600, 3), np.uint8)
+    image[:, 290:310] = 255  # a white stripe in the centre columns survives the centre crop
+    out = preprocess(image, 224)
+    assert out.shape == (3, 224, 224) and out.dtype == np.float32
+    black = (0 - np.array(MEAN_RGB)) / np.array(STD_RGB)
+    np.testing.assert_allclose(out[:, 0, 0], black, rtol=1e-5)
+    assert out[0, 112, 112] > 2.0  # white
+
+
+def test_predict_cli_symbol_and_params_agree(small, tmp_path, capsys):
+    prefix = str(tmp_path / "exp")
+    loaded = load_gluon_model("a2_resnet26", small["params"])
+    export_model(loaded, prefix, (3, 64, 64), classes=[f"n{i}" for i in range(7)])
+    capsys.readouterr()
+    assert predict_cli.main([small["image"], "--symbol", prefix, "--topk", "3", "--json"]) == 0
+    by_symbol = json.loads(capsys.readouterr().out)
+    args = [small["image"], small["image"], "--model", "a2_resnet26", "--params", small["params"]]
+    args += ["--classes", prefix + ".classes.json", "--topk", "3", "--json", "--input-size", "64"]
+    assert predict_cli.main(args) == 0
+    by_params = json.loads(capsys.readouterr().out)
+    assert len(by_params) == 2 and by_params[0] == by_params[1]
+    top = by_symbol[0]["predictions"]
+    assert len(top) == 3 and top[0]["class"].startswith("n")
+    assert [p["index"] for p in top] == [p["index"] for p in by_params[0]["predictions"]]
+    np.testing.assert_allclose(
+        [p["probability"] for p in top], [p["probability"] for p in by_params[0]["predictions"]], rtol=1e-4
+    )
+    assert predict_cli.main([small["image"], "--symbol", prefix, "--topk", "2"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0] == small["image"] and len(text) == 3 and text[1].split()[1].startswith("n")
+
+
+# --- bad input: one line, non-zero exit, no traceback -----------------------------------------
+
+
+def _bad_cases(small, tmp):
+    bad_params = tmp / "corrupt.params"
+    bad_params.write_bytes(b"\x00garbage")
+    bad_image = tmp / "broken.jpg"
+    bad_image.write_text("not a jpeg")
+    other = str(small["dir"] / "other.params")
+    if not os.path.exists(other):
+        net = get_model("resnet26", classes=7)
+        net.initialize()
+        net.save_parameters(other)
+    p, img = small["params"], small["image"]
+    ex = ["--out", str(tmp / "out")]
+    return [
+        (
+            "export",
+            ["--model", "a2_resnet26", "--params", str(tmp / "missing.params")] + ex,
+            "does not exist",
+        ),
+        ("export", ["--model", "a2_resnet26", "--params", str(bad_params)] + ex, "not an MXNet params file"),
+        ("export", ["--model", "a2_resnet26", "--params", other] + ex, "different model"),
+        ("export", ["--model", "a2_resnet26", "--params", p, "--num-classes", "10"] + ex, "for 7 classes"),
+        ("export", ["--model", "a2_resnet26", "--params", p, "--input-size", "16"] + ex, "input-size 32"),
+        ("predict", [img, "--model", "a2_resnet26", "--params", p, "--input-size", "8"], "input-size 32"),
+        ("predict", [str(bad_image), "--model", "a2_resnet26", "--params", p], "cannot decode"),
+        ("predict", [img, "--symbol", str(tmp / "nosuch")], "nosuch-symbol.json does not exist"),
+    ]
+
+
+def test_bad_input_gives_one_line(small, tmp_path, capsys):
+    for cli, args, expect in _bad_cases(small, tmp_path):
+        main = export_cli.main if cli == "export" else predict_cli.main
+        code = main(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, (cli, args, err)
+        assert len(err) == 1 and expect in err[0] and "Traceback" not in err[0], (cli, args, err)
+        assert err[0].startswith(f"python -m a2gluon.{cli}: error: ")
+    with pytest.raises(ModelLoadError):  # --debug shows the exception itself
+        predict_cli.main([small["image"], "--symbol", str(tmp_path / "nosuch"), "--debug"])
+
+
+def test_bad_input_real_process(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "a2gluon.predict", "x.jpg", "--symbol", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "nope-symbol.json does not exist" in lines[0], proc.stderr

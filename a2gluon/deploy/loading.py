@@ -168,11 +168,12 @@ def _same_shape(want, got):
     return len(want) == len(got) and all(w in (0, g) for w, g in zip(want, got))
 
 
-def load_gluon_model(model, params, num_classes=None, ctx=None):
+def load_gluon_model(model, params, num_classes=None, ctx=None, model_kwargs=None):
     """Build registry model `model` (None: the one named in the meta JSON) and load `params`.
 
     The trainer's meta JSON beside the params file (same stem, `.json`) supplies the model's
-    keyword options, class count and class names when present.  Without a class count from
+    keyword options, class count and class names when present; `model_kwargs` (get_model
+    options besides classes) update its options.  Without a class count from
     the caller or the meta, it is read off the params file.  Both Gluon params
     (save_parameters) and exported params ('arg:'/'aux:' names) load.
     Returns a LoadedModel; raises ModelLoadError with a one-line message on any failure."""
@@ -191,6 +192,7 @@ def load_gluon_model(model, params, num_classes=None, ctx=None):
             f"was asked for; pass --model {meta_model}"
         )
     kwargs = dict(meta.get("model_kwargs") or {})
+    kwargs.update(model_kwargs or {})
     classes_meta = meta.get("num_classes")
     explicit = num_classes is not None
     if explicit and classes_meta is not None and classes_meta != num_classes:

@@ -1,0 +1,120 @@
+"""Command line of train_imagenet.py: flags named as Gluon-CV's ImageNet script names them."""
+
+import argparse
+import sys
+
+from ..engine.schedule import MODES
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="train_imagenet.py",
+        description="Train an a2gluon model (e.g. a2_resnet50) on ImageNet RecordIO data.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    data = p.add_argument_group("data")
+    data.add_argument("--rec-train", help="training .rec (from python -m a2gluon.data.pack)")
+    data.add_argument("--rec-train-idx", help="training .idx")
+    data.add_argument("--rec-val", help="validation .rec")
+    data.add_argument("--rec-val-idx", help="validation .idx")
+    data.add_argument("--synthetic", action="store_true", help="random data: measure the model without I/O")
+    data.add_argument("--synthetic-batches", type=int, default=100, help="steps per epoch with --synthetic")
+    data.add_argument("--num-data-workers", "-j", type=int, default=4, help="decoding threads")
+    data.add_argument("--input-size", type=int, default=224, help="training crop size")
+    data.add_argument("--crop-ratio", type=float, default=0.875, help="validation centre crop / resize")
+    data.add_argument("--min-random-area", type=float, default=0.08, help="random resized crop: least area")
+    data.add_argument("--color-jitter", type=float, default=0.0, help="brightness/contrast/saturation jitter")
+    data.add_argument("--pca-noise", type=float, default=0.0, help="PCA lighting noise (0.1 in Gluon-CV)")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--model", default="a2_resnet50", help="a name from a2gluon.models.list_models()")
+    model.add_argument(
+        "--num-classes", type=int, default=None, help="default: the data's class list, else 1000"
+    )
+    model.add_argument("--attention", choices=["a2", "nonlocal", "none"], help="override the model's blocks")
+    model.add_argument("--blocks", help="where: 'conv3:2,conv4:2' (after unit U of stage convS)")
+    model.add_argument("--reduction", type=int, help="m = n = channels / reduction")
+    model.add_argument("--last-gamma", action="store_true", help="zero-init each unit's last BatchNorm gamma")
+
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--batch-size", type=int, default=32, help="images per device per step")
+    opt.add_argument("--num-epochs", type=int, default=120)
+    opt.add_argument(
+        "--lr",
+        type=float,
+        default=0.1,
+        help="learning rate for the global batch (rule: 0.1 x global batch / 256)",
+    )
+    opt.add_argument("--lr-mode", choices=MODES, default="step")
+    opt.add_argument("--lr-decay", type=float, default=0.1, help="step mode: factor at each decay epoch")
+    opt.add_argument("--lr-decay-epoch", default="30,60,90", help="step mode: epochs where lr decays")
+    opt.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up epochs")
+    opt.add_argument("--warmup-lr", type=float, default=0.0, help="learning rate at the start of warm-up")
+    opt.add_argument("--momentum", type=float, default=0.9)
+    opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum (NAG)")
+    opt.add_argument("--wd", type=float, default=1e-4, help="weight decay")
+    opt.add_argument("--no-wd", action="store_true", help="no weight decay on BatchNorm and biases")
+    opt.add_argument("--label-smoothing", type=float, default=0.0, help="e.g. 0.1")
+    opt.add_argument("--mixup", action="store_true", help="mixup training")
+    opt.add_argument("--mixup-alpha", type=float, default=0.2)
+    opt.add_argument("--mixup-off-epoch", type=int, default=0, help="stop mixup from this epoch (0: never)")
+    opt.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+
+    run = p.add_argument_group("devices and run")
+    run.add_argument("--num-gpus", type=int, default=0)
+    run.add_argument("--num-cpus", type=int, default=1, help="CPU contexts (exercises the multi-device path)")
+    run.add_argument(
+        "--kvstore",
+        default="device",
+        help="device, local, nccl, dist_sync, dist_device_sync, dist_async or horovod",
+    )
+    run.add_argument("--save-dir", default="params", help="checkpoints, train.log, metrics.jsonl, curves.png")
+    run.add_argument("--save-frequency", type=int, default=1, help="checkpoint every N epochs")
+    run.add_argument("--val-interval", type=int, default=1, help="validate every N epochs")
+    run.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in --save-dir"
+    )
+    run.add_argument(
+        "--resume-epoch", type=int, default=None, help="continue from the checkpoint after epoch E"
+    )
+    run.add_argument("--log-interval", type=int, default=50, help="batches between log lines")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.mixup and args.mixup_off_epoch == 0:
+        args.mixup_off_epoch = args.num_epochs
+    if args.synthetic and args.num_classes is None:
+        args.num_classes = 1000
+    from ..data import DataError
+    from ..engine.checkpoint import CheckpointError
+    from ..engine.devices import DeviceError
+    from ..engine.trainer import TrainError, fit
+
+    try:
+        summary = fit(args)
+    except (TrainError, DataError, DeviceError, CheckpointError) as err:
+        if args.debug:
+            raise
+        print(f"train_imagenet.py: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("train_imagenet.py: interrupted twice; the last complete checkpoint is kept", file=sys.stderr)
+        return 130
+    except Exception as err:  # an MXNet or system failure: one line, the traceback with --debug
+        if args.debug:
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(
+            f"train_imagenet.py: error: {type(err).__name__}: {first} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0 if summary is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Learning-rate schedules as pure functions of the global step, so that a resumed run takes
+exactly the learning rates an uninterrupted one would."""
+
+import math
+from dataclasses import dataclass
+
+MODES = ("step", "cosine", "poly")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Linear warm-up from `warmup_lr` to `lr` over `warmup_epochs`, then:
+
+    - ``step``: lr x decay^k, where k is the number of `decay_epochs` already passed;
+    - ``cosine``: half a cosine from lr to `target_lr` over the epochs after warm-up;
+    - ``poly``: lr x (1 - t)^power, t the fraction of the epochs after warm-up done.
+    Epochs may be fractional (the step counts within an epoch)."""
+
+    lr: float
+    num_epochs: int
+    iters_per_epoch: int
+    mode: str = "step"
+    decay: float = 0.1
+    decay_epochs: tuple = ()
+    warmup_epochs: float = 0.0
+    warmup_lr: float = 0.0
+    target_lr: float = 0.0
+    power: float = 2.0
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"--lr-mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.iters_per_epoch < 1:
+            raise ValueError("a learning-rate schedule needs at least one batch per epoch")
+
+    def __call__(self, step):
+        """The learning rate of global step `step` (0-based: the first batch of epoch 0)."""
+        epoch = step / self.iters_per_epoch
+        if epoch < self.warmup_epochs:
+            return self.warmup_lr + (self.lr - self.warmup_lr) * epoch / self.warmup_epochs
+        if self.mode == "step":
+            passed = sum(1 for e in self.decay_epochs if epoch >= e)
+            return self.lr * self.decay**passed
+        span = max(self.num_epochs - self.warmup_epochs, 1e-12)
+        t = min(max((epoch - self.warmup_epochs) / span, 0.0), 1.0)
+        if self.mode == "cosine":
+            return self.target_lr + (self.lr - self.target_lr) * (1 + math.cos(math.pi * t)) / 2
+        return self.target_lr + (self.lr - self.target_lr) * (1 - t) ** self.power
+
+
+def parse_decay_epochs(text):
+    """'30,60,90' -> (30, 60, 90); a clear error otherwise."""
+    try:
+        epochs = tuple(int(e) for e in str(text).split(",") if e.strip())
+    except ValueError:
+        raise ValueError(
+            f"--lr-decay-epoch takes comma-separated epochs like 30,60,90, got {text!r}"
+        ) from None
+    if list(epochs) != sorted(epochs) or any(e < 0 for e in epochs):
+        raise ValueError(f"--lr-decay-epoch must be increasing non-negative epochs, got {text!r}")
+    return epochs

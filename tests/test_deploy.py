@@ -135,13 +135,12 @@ def test_export_a2_resnet50_224(tmp_path):
     check_exported(prefix, x, y, tmp_path)
 
 
-@pytest.mark.slow
 def test_export_video_a2_resnet26_3d(tmp_path):
     """The video models fold T x H x W with Reshape (0, 0, -3, 0), which MXNet's exporter
     rejects; a2gluon.deploy registers a general Reshape conversion."""
     pytest.importorskip("onnx")
     params, x, y = trained_params(tmp_path / "net.params", "a2_resnet26_3d", (3, 4, 32, 32))
-    prefix = str(tmp_path / "video")
+    prefix = str(tmp_path / "new" / "folder" / "video")  # export creates the folder
     code = export_cli.main(
         ["--model", "a2_resnet26_3d", "--params", params, "--out", prefix]
         + ["--input-size", "32", "--frames", "4", "--onnx"]

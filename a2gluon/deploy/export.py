@@ -67,8 +67,12 @@ def export_model(loaded, prefix, input_shape, classes=None, onnx=False, epoch=0)
         raise ExportError(str(err)) from None
     check_input_shape(net, input_shape, loaded.model)
     folder = os.path.dirname(os.path.abspath(prefix))
-    if not os.path.isdir(folder):
-        raise ExportError(f"output folder {folder} does not exist; create it or choose another --out")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise ExportError(
+            f"cannot create the output folder {folder} ({err.strerror}); choose another --out"
+        ) from None
 
     net.hybridize()
     net(mx.nd.zeros((1,) + tuple(input_shape)))

@@ -116,6 +116,11 @@ def test_export_cli_a2_resnet26_symbol_onnx_and_classes(tmp_path, capsys):
 
     onnx.checker.check_model(onnx.load(prefix + ".onnx"))
     check_exported(prefix, x, y, tmp_path)
+    import onnxruntime as ort  # the ONNX model's batch axis is free
+
+    session = ort.InferenceSession(prefix + ".onnx", providers=["CPUExecutionProvider"])
+    pair = session.run(None, {"data": np.concatenate([x, -x])})[0]
+    assert pair.shape == (2, 7) and np.abs(pair[0] - y[0]).max() < 1e-4
     # the exported files load back, also as Gluon params of the registry model
     loaded = load_symbol_model(prefix)
     assert loaded.classes[0] == "c0" and loaded.input_size == 64

@@ -66,6 +66,10 @@ def export_model(loaded, prefix, input_shape, classes=None, onnx=False, epoch=0)
     except ModelLoadError as err:
         raise ExportError(str(err)) from None
     check_input_shape(net, input_shape, loaded.model)
+    if onnx:  # fail before writing anything when the onnx package is missing
+        from .onnx_export import register_converters
+
+        register_converters()
     folder = os.path.dirname(os.path.abspath(prefix))
     try:
         os.makedirs(folder, exist_ok=True)

@@ -1,0 +1,198 @@
+"""KVStore and Horovod set-up for the trainer: create the store, the Gluon trainer, the shard.
+
+One call chain for every mode:
+
+    kv, info = create_kvstore(kvstore_name, num_devices)
+    trainer = make_trainer(net.collect_params(), "sgd", {"learning_rate": lr}, kv, info)
+    num_parts, part_index = shard(info)          # for the data iterators
+    ...
+    trainer.step(batch_size)                     # batch_size = samples on THIS worker
+
+Gradients are always the mean over the global batch (all devices of all workers): Horovod's
+`DistributedTrainer` averages, and for the synchronous parameter-server stores `make_trainer`
+divides the summed gradients by the number of workers (`rescale_grad`). Scale the learning
+rate with the global batch (lr x num_workers, as Horovod's ImageNet example does) in the
+caller. The optimizer runs on the workers (`update_on_kvstore=False`) so that the trainer can
+set the learning rate every step, except with `dist_async`, where Gluon requires the servers
+to update.
+
+Processes are started by `python -m a2gluon.launch` (parameter server) or `horovodrun`.
+"""
+
+import os
+from dataclasses import dataclass
+
+import mxnet as mx
+
+KVSTORES = (
+    "none",
+    "device",
+    "local",
+    "nccl",
+    "dist_sync",
+    "dist_device_sync",
+    "dist_async",
+    "horovod",
+)
+HOROVOD_INSTALL = (
+    "HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 "
+    "HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 "
+    'pip install --no-build-isolation -e ".[horovod]"'
+)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands: its store, its rank among the workers, how it updates."""
+
+    kvstore_name: str
+    rank: int
+    num_workers: int
+    is_horovod: bool
+    update_on_kvstore: bool
+    local_rank: int = 0  # Horovod: the rank on this machine (which GPU to use); 0 otherwise
+
+    @property
+    def is_distributed(self):
+        return self.num_workers > 1 or self.kvstore_name.startswith("dist") or self.is_horovod
+
+    @property
+    def is_master(self):
+        """Whether this process should write logs and checkpoints (rank 0)."""
+        return self.rank == 0
+
+
+def _import_horovod():
+    try:
+        import horovod.mxnet as hvd
+    except ImportError as exc:
+        raise ImportError(
+            f"--kvstore horovod needs Horovod built with MXNet support ({exc}); install it "
+            f"with: {HOROVOD_INSTALL}"
+        ) from exc
+    return hvd
+
+
+def create_kvstore(name, num_devices, contexts=None):
+    """(kvstore or None, DistInfo) for the store called `name` and `num_devices` per worker.
+
+    `name`: None or 'none' (one device, no store), 'device', 'local', 'nccl', 'dist_sync',
+    'dist_device_sync', 'dist_async' or 'horovod'. Non-distributed stores on one device give
+    no store at all, as Gluon does. `contexts` (optional) lets 'nccl' refuse CPU contexts.
+    """
+    key = "none" if name is None else str(name).lower()
+    if key not in KVSTORES:
+        raise ValueError(f"unknown kvstore {name!r}; choose one of: {', '.join(KVSTORES)}")
+    if num_devices < 1:
+        raise ValueError(f"num_devices must be at least 1, got {num_devices}")
+
+    if key == "horovod":
+        if num_devices > 1:
+            raise ValueError(
+                "with --kvstore horovod every process drives one device; start one rank per "
+                f"GPU (horovodrun -np N) instead of {num_devices} devices per process"
+            )
+        hvd = _import_horovod()
+        hvd.init()
+        info = DistInfo("horovod", hvd.rank(), hvd.size(), True, False, hvd.local_rank())
+        return None, info
+
+    if key == "none":
+        if num_devices > 1:
+            raise ValueError(f"{num_devices} devices need a kvstore to share gradients; use 'device'")
+        return None, DistInfo("none", 0, 1, False, False)
+
+    if key == "nccl":
+        on_cpu = (
+            any(ctx.device_type != "gpu" for ctx in contexts)
+            if contexts is not None
+            else mx.context.num_gpus() == 0
+        )
+        if on_cpu:
+            raise ValueError(
+                "kvstore 'nccl' reduces gradients between GPUs and cannot run on CPU "
+                "contexts; use 'device' (or 'local') instead"
+            )
+
+    if not key.startswith("dist"):
+        kv = mx.kv.create(key) if num_devices > 1 else None
+        return kv, DistInfo(key, 0, 1, False, False)
+
+    if "DMLC_ROLE" not in os.environ:
+        raise RuntimeError(
+            f"kvstore {key!r} needs a parameter-server job: start this command with "
+            "python -m a2gluon.launch -n WORKERS -s SERVERS -- COMMAND"
+        )
+    kv = mx.kv.create(key)
+    # Gluon refuses update_on_kvstore=False with an asynchronous store.
+    update_on_kvstore = key == "dist_async"
+    return kv, DistInfo(key, kv.rank, kv.num_workers, False, update_on_kvstore)
+
+
+class _Trainer(mx.gluon.Trainer):
+    """gluon.Trainer that shares rank 0's initial parameters when it is created.
+
+    Plain Gluon broadcasts the parameters inside the first `step()`, after every worker has
+    computed its first gradients from its own initial values, and that broadcast's pull races
+    with the first gradient push-pull (different buffers, so MXNet's engine may send the
+    push-pull first; the server then answers the late pull with summed gradients and that
+    worker diverges for good). Broadcasting here and waiting for the values avoids both.
+    """
+
+    def __init__(self, params, optimizer, optimizer_params, kvstore, update_on_kvstore):
+        super().__init__(
+            params, optimizer, optimizer_params, kvstore=kvstore, update_on_kvstore=update_on_kvstore
+        )
+        deferred = [p.name for p in self._params if p._deferred_init]
+        if deferred:
+            raise ValueError(
+                f"parameters {', '.join(deferred[:3])}{', ...' if len(deferred) > 3 else ''} are "
+                "not initialised yet (deferred shapes): run one forward pass before make_trainer "
+                "so that every worker starts from rank 0's values"
+            )
+        self._init_kvstore()
+        self._init_params()
+        for param in self._params:
+            for array in param.list_data():
+                array.wait_to_read()
+
+
+def make_trainer(params, optimizer, optimizer_params, kv, info):
+    """A gluon.Trainer on `kv` (hvd.DistributedTrainer for Horovod).
+
+    On a distributed store every worker gets rank 0's parameters here, before its first
+    forward pass (Horovod: `hvd.broadcast_parameters`; parameter server: the store's
+    broadcast, which needs initialised parameters, so run one forward pass first when
+    shapes are deferred). Call `trainer.step(batch size of this worker)`.
+    """
+    optimizer_params = dict(optimizer_params or {})
+    if info.is_horovod:
+        hvd = _import_horovod()
+        hvd.broadcast_parameters(params, root_rank=0)
+        return hvd.DistributedTrainer(params, optimizer, optimizer_params)
+
+    if kv is not None and info.num_workers > 1 and not info.update_on_kvstore:
+        # The store sums the workers' gradients; make them a mean, as Horovod does.
+        scale = optimizer_params.get("rescale_grad", 1.0)
+        optimizer_params["rescale_grad"] = scale / info.num_workers
+    update_on_kvstore = info.update_on_kvstore if kv is not None else None
+    if info.kvstore_name.startswith("dist"):
+        return _Trainer(params, optimizer, optimizer_params, kv, update_on_kvstore)
+    return mx.gluon.Trainer(
+        params, optimizer, optimizer_params, kvstore=kv, update_on_kvstore=update_on_kvstore
+    )
+
+
+def shard(info):
+    """(num_parts, part_index) for this worker's share of the data."""
+    return info.num_workers, info.rank
+
+
+def barrier(kv, info):
+    """Wait until every worker reaches this point (no-op for a single process)."""
+    if info.is_horovod:
+        # Horovod has no barrier for MXNet: a tiny allreduce synchronises all ranks.
+        hvd = _import_horovod()
+        hvd.allreduce(mx.nd.zeros((1,)), name="a2gluon_barrier")
+    elif kv is not None and info.kvstore_name.startswith("dist"):
+        kv._barrier()

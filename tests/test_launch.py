@@ -1,0 +1,250 @@
+"""The parameter-server launcher and the kvstore layer: real jobs on loopback, error paths."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from a2gluon import launch
+from a2gluon.engine import distributed
+from a2gluon.engine.distributed import DistInfo, create_kvstore, make_trainer, shard
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dist_worker  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "dist_worker.py")
+BATCHES, BATCH_SIZE = 4, 8
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS="1")  # every process of a job on 1 thread
+
+
+def _launch(options, command, timeout=120):
+    """Run `python -m a2gluon.launch OPTIONS -- COMMAND`; (returncode, stderr, seconds)."""
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "a2gluon.launch", *options, "--", *command],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return proc.returncode, proc.stderr, time.monotonic() - start
+
+
+def _reference(initial, x0, x1):
+    """The same training in one process on the union of both shards, from rank 0's init."""
+    net = dist_worker.build_net(seed=0)
+    for param, value in zip(net.collect_params().values(), initial):
+        param.set_data(mx.nd.array(value))
+    trainer = mx.gluon.Trainer(
+        net.collect_params(), dist_worker.OPTIMIZER, dist_worker.OPTIMIZER_PARAMS, kvstore=None
+    )
+    # Global batch i = batch i of worker 0 and batch i of worker 1.
+    x = np.stack([x0.reshape(BATCHES, BATCH_SIZE, -1), x1.reshape(BATCHES, BATCH_SIZE, -1)], 1)
+    _, full_y = dist_worker.make_data(2 * BATCHES * BATCH_SIZE)
+    y = np.stack([full_y[0::2].reshape(BATCHES, -1), full_y[1::2].reshape(BATCHES, -1)], 1)
+    dist_worker.train(net, trainer, x.reshape(-1, 6), y.reshape(-1), 2 * BATCH_SIZE)
+    return dist_worker.weights(net)
+
+
+def _check_two_workers(out_dir):
+    """Both ranks wrote identical final weights, equal to one process on the whole data."""
+    files = [out_dir / f"rank{r}.npz" for r in (0, 1)]
+    assert all(f.exists() for f in files), sorted(os.listdir(out_dir))
+    r0, r1 = (np.load(f) for f in files)
+    assert int(r0["num_workers"]) == int(r1["num_workers"]) == 2
+    assert not np.array_equal(r0["data"], r1["data"])  # different shards
+    n = len([k for k in r0.files if k.startswith("final")])
+    initial0 = [r0[f"initial{i}"] for i in range(n)]
+    assert not np.array_equal(r0["initial0"], r1["initial0"])  # different random inits
+    for i in range(n):
+        np.testing.assert_array_equal(r0[f"final{i}"], r1[f"final{i}"])
+    assert max(np.abs(r0[f"final{i}"] - initial0[i]).max() for i in range(n)) > 1e-2
+    for got, want in zip([r0[f"final{i}"] for i in range(n)], _reference(initial0, r0["data"], r1["data"])):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_dist_sync_two_workers_one_server_end_identical(tmp_path):
+    code, err, seconds = _launch(
+        ["-n", "2", "-s", "1", "--launcher", "local", "--timeout", "90"],
+        [sys.executable, WORKER, str(tmp_path), "--batches", str(BATCHES)],
+    )
+    assert code == 0, err[-3000:]
+    _check_two_workers(tmp_path)
+
+
+def _horovod_missing():
+    if importlib.util.find_spec("horovod") is None:
+        return "horovod is not installed (pip install .[horovod], see setup.cfg)"
+    try:
+        import horovod.mxnet  # noqa: F401
+    except ImportError as exc:
+        return f"horovod.mxnet does not import: {exc}"
+    return None
+
+
+@pytest.mark.skipif(_horovod_missing() is not None, reason=str(_horovod_missing()))
+def test_horovod_two_ranks_end_identical(tmp_path):
+    horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+    proc = subprocess.run(
+        [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", "--network-interface", "lo"]
+        + [sys.executable, WORKER, str(tmp_path), "--kvstore", "horovod", "--batches", str(BATCHES)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    _check_two_workers(tmp_path)
+
+
+def test_failing_worker_ends_the_job_with_its_code(tmp_path):
+    code, err, seconds = _launch(
+        ["-n", "2", "-s", "1", "--timeout", "60"],
+        [sys.executable, WORKER, str(tmp_path), "--fail-task", "1"],
+    )
+    assert code == 3, err[-3000:]
+    assert "worker 1 exited with code 3" in err
+    assert seconds < 50  # ended by the failure, not by --timeout
+
+
+def test_timeout_kills_every_process_of_the_job(tmp_path):
+    sleeper = (
+        f"import os, time; open(os.path.join({str(tmp_path)!r}, str(os.getpid())), 'w'); time.sleep(120)"
+    )
+    code, err, seconds = _launch(["-n", "1", "-s", "1", "--timeout", "3"], [sys.executable, "-c", sleeper])
+    assert code == launch.TIMEOUT_EXIT, err
+    assert "--timeout 3" in err
+    assert seconds < 30
+    pids = [int(name) for name in os.listdir(tmp_path)]
+    assert len(pids) == 3  # scheduler, server, worker
+    time.sleep(0.5)
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                state = next(line for line in f if line.startswith("State:"))
+        except FileNotFoundError:
+            continue
+        assert "Z" in state, f"process {pid} still running: {state}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-n", "2"], "no command given"),
+        (["-n", "2", "--"], "no command given"),
+        (["-n", "0", "--", "true"], "at least 1"),
+        (["-n", "2", "-s", "0", "--", "true"], "at least 1"),
+        (["--", "true"], "required: -n/--num-workers"),
+        (["-n", "2", "--launcher", "ssh", "--", "true"], "needs a hostfile"),
+        (["-n", "2", "--launcher", "ssh", "-H", "/nonexistent/hosts", "--", "true"], "hostfile not found"),
+        (["-n", "2", "-H", "hosts", "--", "true"], "for --launcher ssh"),
+        (["-n", "2", "--env", "NOVALUE", "--", "true"], "KEY:VALUE"),
+        (["-n", "2", "--timeout", "0", "--", "true"], "positive"),
+        (["-n", "2", "--bogus", "--", "true"], "unrecognized arguments"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, message, capsys):
+    assert launch.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m a2gluon.launch: error: "), err
+    assert message in err
+
+
+def test_usage_error_from_the_command_line():
+    proc = subprocess.run(
+        [sys.executable, "-m", "a2gluon.launch", "-n", "2", "python", "x.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "error:" in proc.stderr
+
+
+def test_arguments_reach_the_command_unchanged(tmp_path):
+    out = tmp_path / "args.txt"
+    script = "import sys; open(sys.argv[1], 'a').write(repr(sys.argv[2:]) + '\\n')"
+    code, err, _ = _launch(
+        ["-n", "1", "-s", "1", "--timeout", "60"],
+        [sys.executable, "-c", script, str(out), "a b", "$HOME", "--log-level", "x'y"],
+    )
+    assert code == 0, err
+    # Scheduler, server and worker all run the command.
+    assert out.read_text().splitlines() == ["['a b', '$HOME', '--log-level', \"x'y\"]"] * 3
+
+
+# The kvstore layer without processes.
+
+
+def test_create_kvstore_single_process_choices():
+    assert create_kvstore(None, 1) == (None, DistInfo("none", 0, 1, False, False))
+    kv, info = create_kvstore("device", 1)  # as Gluon: no store for one device
+    assert kv is None and info.kvstore_name == "device" and info.num_workers == 1
+    kv, info = create_kvstore("local", 2)
+    assert kv.type == "local" and not info.update_on_kvstore
+    assert shard(info) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "devices", "error", "message"),
+    [
+        ("bogus", 1, ValueError, "dist_sync"),
+        ("nccl", 2, ValueError, "CPU"),
+        ("none", 2, ValueError, "'device'"),
+        ("horovod", 2, ValueError, "one device"),
+    ],
+)
+def test_create_kvstore_refuses(name, devices, error, message):
+    if name == "nccl" and mx.context.num_gpus() > 0:
+        pytest.skip("this machine has GPUs")
+    with pytest.raises(error, match=message):
+        create_kvstore(name, devices)
+
+
+def test_nccl_refuses_cpu_contexts():
+    with pytest.raises(ValueError, match="CPU"):
+        create_kvstore("nccl", 2, contexts=[mx.cpu(0), mx.cpu(1)])
+
+
+def test_dist_kvstore_outside_a_job_says_how_to_launch(monkeypatch):
+    monkeypatch.delenv("DMLC_ROLE", raising=False)
+    with pytest.raises(RuntimeError, match="a2gluon.launch"):
+        create_kvstore("dist_sync", 1)
+
+
+def test_horovod_missing_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "horovod.mxnet", None)
+    with pytest.raises(ImportError, match=r"pip install --no-build-isolation -e \"\.\[horovod\]\""):
+        create_kvstore("horovod", 1)
+
+
+def test_make_trainer_single_device_and_rescale():
+    net = dist_worker.build_net(seed=0)
+    trainer = make_trainer(net.collect_params(), "sgd", {"learning_rate": 0.1}, *create_kvstore(None, 1))
+    assert isinstance(trainer, mx.gluon.Trainer) and trainer.learning_rate == 0.1
+    assert trainer._scale == 1.0
+    # Synchronous stores sum the workers' gradients; make_trainer turns the sum into a mean.
+    info = DistInfo("dist_sync", 0, 4, False, False)
+    kv = mx.kv.create("local")
+    trainer = make_trainer(net.collect_params(), "sgd", {"learning_rate": 0.1}, kv, info)
+    assert isinstance(trainer, distributed._Trainer) and trainer._scale == 0.25
+
+
+def test_make_trainer_refuses_deferred_parameters_on_a_dist_store():
+    net = mx.gluon.nn.Dense(3)
+    net.initialize()
+    info = DistInfo("dist_sync", 0, 2, False, False)
+    with pytest.raises(ValueError, match="forward pass"):
+        make_trainer(net.collect_params(), "sgd", {"learning_rate": 0.1}, mx.kv.create("local"), info)

@@ -131,6 +131,9 @@ def parse_args(argv):
         raise LaunchError("-H/--hostfile and --sync-dst-dir are for --launcher ssh")
     if args.host_ip is None and args.launcher == "local":
         args.host_ip = "127.0.0.1"
+    if args.launcher == "ssh":
+        for word in args.command:
+            _quote(word, "ssh")  # refuses what cannot pass through ssh's quoting
     args.env = _env_pairs(args.env, "--env")
     args.env_worker = _env_pairs(args.env_worker, "--env-worker")
     args.env_server = _env_pairs(args.env_server, "--env-server")
@@ -199,7 +202,7 @@ def _fail_job(args, exc_type, exc_value):
 
 
 def _patch_tracker(args):
-    """Python 3.9+ and loopback fixes for the tracker, then return its submit function."""
+    """Python 3.9+ and loopback fixes for the tracker; our environment for every process."""
     if not hasattr(threading.Thread, "isAlive"):
         threading.Thread.isAlive = threading.Thread.is_alive
     from dmlc_tracker import tracker
@@ -209,6 +212,11 @@ def _patch_tracker(args):
     if args.launcher == "local":
         # ps-lite binds servers and workers to the first non-loopback interface unless told.
         extra_env["DMLC_NODE_HOST"] = args.host_ip
+    # The scheduler (and, for local, every process) takes its environment from ours.
+    os.environ.update(extra_env)
+    if args.launcher == "ssh":
+        # The ssh launcher writes `export KEY=VALUE;` into the remote command line.
+        extra_env = {key: _quote(value, "ssh") for key, value in extra_env.items()}
 
     def submit_with_env(nworker, nserver, fun_submit, hostIP="auto", pscmd=None):
         def fun_submit_with_env(nw, ns, envs):
@@ -219,8 +227,6 @@ def _patch_tracker(args):
         return submit(nworker, nserver, fun_submit_with_env, hostIP=host_ip, pscmd=pscmd)
 
     tracker.submit = submit_with_env
-    # The scheduler takes its environment from ours (local workers and servers too).
-    os.environ.update(extra_env)
 
 
 def run_job(args):

@@ -50,7 +50,7 @@ def weights(net):
 
 
 def main():
-    from a2gluon.engine.distributed import create_kvstore, make_trainer, shard
+    from a2gluon.engine.distributed import barrier, create_kvstore, make_trainer, shard
 
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
@@ -73,6 +73,7 @@ def main():
     initial = weights(net)
     trainer = make_trainer(net.collect_params(), OPTIMIZER, OPTIMIZER_PARAMS, kv, info)
     train(net, trainer, x, y, args.batch_size)
+    barrier(kv, info)
 
     out = os.path.join(args.out_dir, f"rank{info.rank}.npz")
     arrays = {f"initial{i}": w for i, w in enumerate(initial)}

@@ -152,6 +152,7 @@ def test_timeout_kills_every_process_of_the_job(tmp_path):
         (["-n", "2", "--env", "NOVALUE", "--", "true"], "KEY:VALUE"),
         (["-n", "2", "--timeout", "0", "--", "true"], "positive"),
         (["-n", "2", "--bogus", "--", "true"], "unrecognized arguments"),
+        (["-n", "2", "--launcher", "ssh", "-H", __file__, "--", "echo", "'"], "single quote"),
     ],
 )
 def test_usage_errors_are_one_line(argv, message, capsys):
@@ -173,16 +174,57 @@ def test_usage_error_from_the_command_line():
     assert proc.stderr.count("\n") == 1 and "error:" in proc.stderr
 
 
-def test_arguments_reach_the_command_unchanged(tmp_path):
+def test_arguments_and_environment_reach_the_command_unchanged(tmp_path):
     out = tmp_path / "args.txt"
-    script = "import sys; open(sys.argv[1], 'a').write(repr(sys.argv[2:]) + '\\n')"
+    script = (
+        "import os, sys; e = os.environ; open(sys.argv[1], 'a').write(e['DMLC_ROLE'] + ' '"
+        " + e.get('A2_W', '-') + e.get('A2_S', '-') + e['A2_ALL'] + repr(sys.argv[2:]) + '\\n')"
+    )
     code, err, _ = _launch(
-        ["-n", "1", "-s", "1", "--timeout", "60"],
+        ["-n", "1", "-s", "1", "--timeout", "60", "--env", "A2_ALL:a:b", "--env-worker", "A2_W:w $x"]
+        + ["--env-server", "A2_S:s"],
         [sys.executable, "-c", script, str(out), "a b", "$HOME", "--log-level", "x'y"],
     )
     assert code == 0, err
     # Scheduler, server and worker all run the command.
-    assert out.read_text().splitlines() == ["['a b', '$HOME', '--log-level', \"x'y\"]"] * 3
+    args = "['a b', '$HOME', '--log-level', \"x'y\"]"
+    assert sorted(out.read_text().splitlines()) == [
+        f"scheduler --a:b{args}",
+        f"server -sa:b{args}",
+        f"worker w $x-a:b{args}",
+    ]
+
+
+def test_ssh_launcher_with_a_hostfile(tmp_path):
+    """--launcher ssh end to end, with an `ssh` on PATH that runs the remote command here."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_ssh = bin_dir / "ssh"
+    fake_ssh.write_text('#!/bin/bash\nfor last; do :; done\nexec bash -c "$last"\n')
+    fake_ssh.chmod(0o755)
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("127.0.0.1\n127.0.0.1:22 slots=2\n")
+    out = tmp_path / "args.txt"
+    script = (
+        'import os, sys; e = os.environ; open(sys.argv[1], "a").write(e["DMLC_ROLE"] + e["A2_TEST"]'
+        ' + repr(sys.argv[2:]) + "\\n")'
+    )
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "a2gluon.launch", "-n", "1", "-s", "1", "--launcher", "ssh"]
+        + ["-H", str(hostfile), "--host-ip", "127.0.0.1", "--timeout", "60", "--env", "A2_TEST:x y"]
+        + ["--", sys.executable, "-c", script, str(out), "a b", "$HOME"],
+        cwd=ROOT,
+        env=dict(_env(), PATH=f"{bin_dir}:{os.environ['PATH']}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert time.monotonic() - start < 60
+    assert sorted(out.read_text().splitlines()) == [
+        f"{role}x y['a b', '$HOME']" for role in ("scheduler", "server", "worker")
+    ]
 
 
 # The kvstore layer without processes.

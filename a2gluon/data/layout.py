@@ -13,7 +13,7 @@ same labels.  Its schema (version 1)::
       "counts": [n_0, ..., n_{K-1}],    # images packed per label
       "num_images": N,                  # records in the .rec
       "skipped": ["cls/bad.jpg", ...],  # unreadable images left out (paths relative to root)
-      "root": "/abs/path/to/ROOT", "resize": 480, "quality": 95
+      "root": "/abs/path/to/ROOT", "resize": 480, "quality": 95, "pass_through": false
     }
 """
 

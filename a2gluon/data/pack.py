@@ -1,7 +1,7 @@
 """Pack an ImageNet-layout folder of images into im2rec-format ``.lst`` / ``.rec`` / ``.idx``.
 
     python -m a2gluon.data.pack ROOT OUT_PREFIX [--resize 480] [--quality 95]
-        [--num-workers N] [--classes CLASSES.json] [--force] [--quiet]
+        [--num-workers N] [--classes CLASSES.json] [--pass-through] [--force] [--quiet]
 
 Writes ``OUT_PREFIX.lst`` (``index<TAB>label<TAB>relative/path``, label printed as im2rec does,
 e.g. ``3.000000``), ``OUT_PREFIX.rec`` + ``OUT_PREFIX.idx`` (``mx.recordio.MXIndexedRecordIO``,
@@ -47,16 +47,18 @@ def resize_shorter(img, size):
 
 
 def _encode(task):
-    """Worker: (index, path, label, resize, quality) -> (index, record bytes or None, error)."""
-    index, path, label, resize, quality = task
+    """Worker: (index, path, label, resize, quality, pass_through) -> (index, record, error)."""
+    index, path, label, resize, quality, pass_through = task
     try:
         data = np.fromfile(path, dtype=np.uint8)
         img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
         if img is None:
             return index, None, "not a decodable image"
+        header = mx.recordio.IRHeader(0, float(label), index, 0)
+        if pass_through:
+            return index, mx.recordio.pack(header, data.tobytes()), None
         if resize:
             img = resize_shorter(img, resize)
-        header = mx.recordio.IRHeader(0, float(label), index, 0)
         return index, mx.recordio.pack_img(header, img, quality=quality, img_fmt=".jpg"), None
     except Exception as err:  # any failure on one image skips that image, never the whole run
         return index, None, f"{type(err).__name__}: {err}"
@@ -64,6 +66,22 @@ def _encode(task):
 
 def _worker_init():
     cv2.setNumThreads(1)
+
+
+def _make_pool(num_workers):
+    """Worker processes that start clean: forked from a fresh forkserver where available.
+
+    A plain fork would copy the caller's OpenCV and MXNet thread pools in whatever state they
+    are, and the workers then hang (seen after the caller had resized images with OpenCV).
+    As with any spawn/forkserver pool, a script calling ``pack`` with workers must do so under
+    ``if __name__ == "__main__":``.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__ if __name__ != "__main__" else "a2gluon.data.pack"])
+    else:
+        ctx = multiprocessing.get_context("spawn")
+    return ctx.Pool(num_workers, initializer=_worker_init)
 
 
 def _tmp_name(path):
@@ -79,19 +97,25 @@ def pack(
     classes=None,
     force=False,
     progress=True,
+    pass_through=False,
 ):
     """Pack ``root/<class>/<image>`` into ``out_prefix``.{lst,rec,idx,classes.json}.
 
     ``classes``: a list of class names in label order, or the path of a ``.classes.json`` (or of
     the ``.rec`` / prefix beside it) to reuse.  ``num_workers``: decoding processes (default: all
-    cores; 0 or 1 decodes in this process).  Returns a summary dict: ``images`` (records
-    written), ``skipped`` (list of ``(relative_path, reason)``), ``ignored`` (non-image files),
-    ``classes``, ``counts`` (images per label) and the output paths ``lst``, ``rec``, ``idx``,
-    ``classes_json``.  Raises :class:`DataError` for bad input or existing outputs without
-    ``force``.
+    cores; 0 or 1 decodes in this process; a script that uses workers must call ``pack`` under
+    ``if __name__ == "__main__":``).  ``pass_through=True`` (needs ``resize=0``) stores each
+    file's bytes unchanged, after checking that they decode, as im2rec's ``--pass-through``.
+
+    Returns a summary dict: ``images`` (records written), ``skipped`` (list of
+    ``(relative_path, reason)``), ``ignored`` (non-image files), ``classes``, ``counts`` (images
+    per label) and the output paths ``lst``, ``rec``, ``idx``, ``classes_json``.  Raises
+    :class:`DataError` for bad input or existing outputs without ``force``.
     """
     if resize < 0:
         raise DataError(f"--resize must be 0 (keep the size) or positive, got {resize}")
+    if pass_through and resize:
+        raise DataError("--pass-through stores the files unchanged; combine it with --resize 0")
     if not 1 <= quality <= 100:
         raise DataError(f"--quality must be between 1 and 100, got {quality}")
     root = Path(root)
@@ -110,7 +134,10 @@ def pack(
         num_workers = os.cpu_count() or 1
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
 
-    tasks = [(index, str(root / rel), label, resize, quality) for index, (rel, label) in enumerate(items)]
+    tasks = [
+        (index, str(root / rel), label, resize, quality, pass_through)
+        for index, (rel, label) in enumerate(items)
+    ]
     tmp = {s: _tmp_name(p) for s, p in outputs.items()}
     skipped = []
     counts = [0] * len(class_names)
@@ -121,8 +148,7 @@ def pack(
         record = mx.recordio.MXIndexedRecordIO(str(tmp[".idx"]), str(tmp[".rec"]), "w")
         with open(tmp[".lst"], "w", encoding="utf-8") as lst:
             if num_workers > 1 and len(tasks) > 1:
-                method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-                pool = multiprocessing.get_context(method).Pool(num_workers, initializer=_worker_init)
+                pool = _make_pool(num_workers)
                 results = pool.imap(_encode, tasks, chunksize=8)
             else:
                 results = map(_encode, tasks)
@@ -155,7 +181,8 @@ def pack(
             skipped=[rel for rel, _ in skipped],
             root=str(root.resolve()),
             resize=resize,
-            quality=quality,
+            quality=None if pass_through else quality,
+            pass_through=pass_through,
         )
         for suffix in OUTPUT_SUFFIXES:
             os.replace(tmp[suffix], outputs[suffix])
@@ -200,6 +227,11 @@ def main(argv=None):
         default=None,
         help="a training set's OUT_PREFIX.classes.json whose labels to reuse (for validation sets)",
     )
+    parser.add_argument(
+        "--pass-through",
+        action="store_true",
+        help="store the image files unchanged (with --resize 0), as im2rec's --pass-through",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -214,6 +246,7 @@ def main(argv=None):
             classes=args.classes,
             force=args.force,
             progress=not args.quiet,
+            pass_through=args.pass_through,
         )
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -11,15 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TEST_ENV, TINY, TRAIN_SCRIPT
 
 from a2gluon.engine import checkpoint
 from a2gluon.engine.schedule import Schedule, parse_decay_epochs
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN = [sys.executable, str(ROOT / "train_imagenet.py")]
-ENV = dict(os.environ, OMP_NUM_THREADS="2", MXNET_ENFORCE_DETERMINISM="1", PYTHONUNBUFFERED="1")
-# a2_resnet26 at 32 x 32: small enough for CPU tests, with both A^2 blocks in place.
-TINY = ["--model", "a2_resnet26", "--input-size", "32", "--num-data-workers", "1", "--log-interval", "5"]
+TRAIN = [sys.executable, TRAIN_SCRIPT]
+ENV = TEST_ENV
 
 
 def run(args, timeout=600, **kwargs):
@@ -156,66 +154,12 @@ print('contexts', len(p.list_data()))
     assert "img/s" in (save / "train.log").read_text()
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """The digits in ImageNet layout, packed with the project's packer (train and val)."""
-    from a2gluon.data import make_digits_imagenet, pack
-
-    root = tmp_path_factory.mktemp("digits")
-    made = make_digits_imagenet(root / "images", image_size=32)
-    train = pack(made["train"], str(root / "train"), resize=32, num_workers=1, progress=False)
-    val = pack(
-        made["val"],
-        str(root / "val"),
-        resize=32,
-        num_workers=1,
-        classes=train["classes_json"],
-        progress=False,
-    )
-    return {
-        "dir": root,
-        "train": [
-            "--rec-train",
-            train["rec"],
-            "--rec-train-idx",
-            train["idx"],
-            "--rec-val",
-            val["rec"],
-            "--rec-val-idx",
-            val["idx"],
-        ],
-        "images": (train["images"], val["images"]),
-    }
-
-
 @pytest.mark.slow
-def test_learns_real_digits_far_above_chance(digits, tmp_path):
+def test_learns_real_digits_far_above_chance(digits, digits_run):
     """a2_resnet26 on 1438 real digit scans at 32 x 32 (10 classes, chance 10 %), 6 epochs on the
-    CPU (about 80 s), evaluated on the 359 held-out scans.  Reached 95.3 % top-1 and 99.7 %
-    top-5 when written (train_imagenet.py with these flags on this data)."""
-    save = tmp_path / "run"
-    out = run(
-        TINY
-        + digits["train"]
-        + [
-            "--batch-size",
-            "32",
-            "--num-epochs",
-            "6",
-            "--lr",
-            "0.02",
-            "--lr-mode",
-            "cosine",
-            "--warmup-epochs",
-            "1",
-            "--min-random-area",
-            "0.8",
-            "--no-wd",
-            "--save-dir",
-            str(save),
-        ]
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    CPU (about 80 s; DIGITS_RECIPE in conftest.py), evaluated on the 359 held-out scans.  Reached
+    95.3 % top-1 and 99.7 % top-5 when written."""
+    save, _ = digits_run
     records = metrics(save)
     final = records[-1]
     print(f"digits: validation top-1 {final['val_top1']:.3f}, top-5 {final['val_top5']:.3f}")
@@ -365,7 +309,7 @@ def _one_line_error(out, *words):
 def test_bad_data_is_reported_before_training(digits, tmp_path):
     d = digits["dir"]
     base = TINY + ["--batch-size", "8", "--num-epochs", "1", "--save-dir", str(tmp_path / "s")]
-    rec, idx = str(d / "train.rec"), str(d / "train.idx")
+    rec, idx = digits["train"][1], digits["train"][3]
     _one_line_error(
         run(base + ["--rec-train", str(d / "missing.rec"), "--rec-train-idx", idx]), "missing.rec"
     )

@@ -5,12 +5,15 @@ import sys
 
 import mxnet as mx
 
+from ..data import DataError
+from ..engine.checkpoint import CheckpointError
+from ..engine.devices import DeviceError
 from .export import ExportError
 from .loading import ModelLoadError
 from .onnx_export import OnnxExportError
 from .preprocess import ImageReadError
 
-INPUT_ERRORS = (ModelLoadError, ExportError, ImageReadError)
+INPUT_ERRORS = (ModelLoadError, ExportError, ImageReadError, DataError, CheckpointError, DeviceError)
 
 
 def _one_line(err):

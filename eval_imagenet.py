@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""Single centre-crop top-1/top-5 of a trained or exported model (see `python eval_imagenet.py --help`)."""
+
+import sys
+
+from a2gluon.cli.evaluate import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -82,6 +82,17 @@ def test_dist_sync_two_workers_one_server_end_identical(tmp_path):
     _check_two_workers(tmp_path)
 
 
+def test_dist_async_two_workers_train(tmp_path):
+    code, err, _ = _launch(
+        ["-n", "2", "-s", "1", "--timeout", "90"],
+        [sys.executable, WORKER, str(tmp_path), "--kvstore", "dist_async", "--batches", str(BATCHES)],
+    )
+    assert code == 0, err[-3000:]
+    for rank in (0, 1):  # servers update: no equality to expect, but the weights moved
+        r = np.load(tmp_path / f"rank{rank}.npz")
+        assert np.abs(r["final0"] - r["initial0"]).max() > 1e-2
+
+
 def _horovod_missing():
     if importlib.util.find_spec("horovod") is None:
         return "horovod is not installed (pip install .[horovod], see setup.cfg)"

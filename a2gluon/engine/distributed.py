@@ -176,7 +176,9 @@ def make_trainer(params, optimizer, optimizer_params, kv, info):
         scale = optimizer_params.get("rescale_grad", 1.0)
         optimizer_params["rescale_grad"] = scale / info.num_workers
     update_on_kvstore = info.update_on_kvstore if kv is not None else None
-    if info.kvstore_name.startswith("dist"):
+    if info.kvstore_name.startswith("dist") and not update_on_kvstore:
+        # dist_async (servers update) keeps Gluon's own start: it fixes the gradient scale
+        # when the store is created at the first step(), and every step pulls the weights.
         return _Trainer(params, optimizer, optimizer_params, kv, update_on_kvstore)
     return mx.gluon.Trainer(
         params, optimizer, optimizer_params, kvstore=kv, update_on_kvstore=update_on_kvstore

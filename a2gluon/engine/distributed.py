@@ -8,9 +8,10 @@ One call chain for every mode:
     ...
     trainer.step(batch_size)                     # batch_size = samples on THIS worker
 
-Gradients are always the mean over the global batch (all devices of all workers): Horovod's
+Gradients are the mean over the global batch (all devices of all workers): Horovod's
 `DistributedTrainer` averages, and for the synchronous parameter-server stores `make_trainer`
-divides the summed gradients by the number of workers (`rescale_grad`). Scale the learning
+divides the summed gradients by the number of workers (`rescale_grad`); with `dist_async`
+the servers apply each worker's own batch mean as it arrives. Scale the learning
 rate with the global batch (lr x num_workers, as Horovod's ImageNet example does) in the
 caller. The optimizer runs on the workers (`update_on_kvstore=False`) so that the trainer can
 set the learning rate every step, except with `dist_async`, where Gluon requires the servers
@@ -133,10 +134,10 @@ class _Trainer(mx.gluon.Trainer):
     """gluon.Trainer that shares rank 0's initial parameters when it is created.
 
     Plain Gluon broadcasts the parameters inside the first `step()`, after every worker has
-    computed its first gradients from its own initial values, and that broadcast's pull races
-    with the first gradient push-pull (different buffers, so MXNet's engine may send the
-    push-pull first; the server then answers the late pull with summed gradients and that
-    worker diverges for good). Broadcasting here and waiting for the values avoids both.
+    computed its first gradients from its own initial values. That broadcast's pull and the
+    first gradient push-pull also use different buffers, so MXNet's engine may send them in
+    either order; tried here on loopback, workers then often ended with different weights.
+    Broadcasting here and waiting for the values avoids both.
     """
 
     def __init__(self, params, optimizer, optimizer_params, kvstore, update_on_kvstore):

@@ -216,6 +216,15 @@ def test_train_iter_batches_are_augmented_and_normalised(packed):
     ]
     assert sorted(labels) == [0] * 5 + [1] * 3 + [2] * 4 and labels != sorted(labels)  # shuffled
 
+    # Wrapped-around images come out of the next epoch (12 images at batch 5: 3, 2, 3, 2, 2
+    # batches in 5 epochs); ResizeIter gives every epoch it.num_batches batches.
+    it = train_iter(summary["rec"], summary["idx"], 5, input_size=24, num_workers=1)
+    assert (it.num_images, it.num_batches) == (12, 3)
+    fixed = mx.io.ResizeIter(it, it.num_batches)
+    for _ in range(3):
+        fixed.reset()
+        assert sum(1 for _ in fixed) == 3
+
 
 def test_val_iter_matches_gluoncv_eval_transform_on_the_same_jpeg(tmp_path):
     """val_iter (ImageRecordIter: resize shorter side to 256, centre crop 224) against Gluon's

@@ -223,11 +223,19 @@ def train_iter(
     into ``num_parts`` with this worker's ``part_index``.  ``num_workers`` is the decoding
     threads (``preprocess_threads``).  The last batch of an epoch is filled by wrapping around
     (``round_batch``), as usual for training.  Extra keyword arguments go to ``ImageRecordIter``.
+
+    The returned iterator also has ``num_images`` (images in this part) and ``num_batches``
+    (``ceil(num_images / batch_size)``).  Beware: because the wrapped-around images are taken
+    from the next epoch, epochs vary in length (478 images at batch 64: 8, 7, 8, 7, 8 batches;
+    12 at batch 5: 3, 2, 3, 2, 2), and the last part can be smaller than the others (:func:`part_sizes`).  For
+    a fixed epoch length, required with ``dist_sync`` where every worker must run the same
+    number of batches, wrap it: ``mx.io.ResizeIter(it, it.num_batches)`` (with the same count
+    on every worker, e.g. that of part 0, the largest).
     """
     rec, idx = os.fspath(rec), os.fspath(idx)
     _require_files(rec, idx)
     num_images = read_index(idx)[0].size
-    _check_part(num_images, num_parts, part_index, rec)
+    size = _check_part(num_images, num_parts, part_index, rec)
     args = dict(
         path_imgrec=rec,
         path_imgidx=idx,
@@ -252,7 +260,10 @@ def train_iter(
         **_normalise_args(input_size),
     )
     args.update(kwargs)
-    return mx.io.ImageRecordIter(**args)
+    it = mx.io.ImageRecordIter(**args)
+    it.num_images = size  # images in this part
+    it.num_batches = -(-size // batch_size)  # see the docstring: epochs vary in length
+    return it
 
 
 class ValIter(mx.io.DataIter):

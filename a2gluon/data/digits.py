@@ -59,14 +59,19 @@ def make_digits_imagenet(root, image_size=32, val_fraction=0.2, seed=0, force=Fa
     train_dir, val_dir = root / "train", root / "val"
     settings = {"image_size": image_size, "val_fraction": val_fraction, "seed": seed, "source": "load_digits"}
     manifest_path = root / MANIFEST
+    made_by = "not made by make_digits_imagenet"
     if manifest_path.is_file() and not force:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except ValueError:
+            manifest = {}
         if manifest.get("settings") == settings and train_dir.is_dir() and val_dir.is_dir():
             return dict(
                 train=str(train_dir), val=str(val_dir), classes=list(CLASSES), counts=manifest["counts"]
             )
+        made_by = f"made with other settings ({manifest.get('settings')})"
     if (train_dir.exists() or val_dir.exists()) and not force:
-        raise DataError(f"{root} already holds train/ or val/ made otherwise; use --force to rebuild")
+        raise DataError(f"{root} already holds train/ or val/ {made_by}; use --force to rebuild")
     for folder in (train_dir, val_dir):
         if folder.exists():
             shutil.rmtree(folder)

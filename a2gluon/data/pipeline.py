@@ -62,6 +62,8 @@ class RecordInfo:
 
 def read_index(idx):
     """Keys and byte offsets of an ``.idx`` file as two int64 arrays (file order)."""
+    if os.path.getsize(idx) == 0:
+        raise DataError(f"{idx}: empty index; re-pack the records")
     try:
         table = np.loadtxt(idx, dtype=np.int64, delimiter="\t", ndmin=2)
     except (OSError, ValueError) as err:

@@ -9,8 +9,11 @@ import cv2
 import mxnet as mx
 import numpy as np
 import pytest
+from gluoncv.data.transforms.presets.imagenet import transform_eval
 
 from a2gluon.data import (
+    MEAN_RGB,
+    STD_RGB,
     DataError,
     SyntheticIter,
     check_records,
@@ -233,7 +236,9 @@ def test_val_iter_matches_gluoncv_eval_transform_on_the_same_jpeg(tmp_path):
     floor rounding of the longer side and crop at floor((size - 224) / 2), so the only difference
     left is float rounding of the normalisation: tolerance 1e-4 in normalised units (0.006 grey
     levels; a one-level difference anywhere, e.g. another JPEG decoder or interpolation, is
-    0.017 and fails).  The images (up to 500 x 375) are larger than 256, so the resize matters."""
+    0.017 and fails).  The images (up to 500 x 375) are larger than 256, so the resize matters.
+    Gluon-CV's preset normalises with mean 0.485/0.456/0.406 by default; it is given this
+    package's statistics (see a2gluon.data.eval_transform)."""
     rng = np.random.RandomState(3)
     for i, (height, width) in enumerate([(375, 500), (500, 375), (333, 500), (300, 301)]):
         (tmp_path / "src" / "k").mkdir(parents=True, exist_ok=True)
@@ -246,8 +251,13 @@ def test_val_iter_matches_gluoncv_eval_transform_on_the_same_jpeg(tmp_path):
     for i in range(4):
         _, jpeg = mx.recordio.unpack(record.read_idx(i))
         assert jpeg == (tmp_path / "src" / "k" / f"{i}.jpg").read_bytes()  # pass-through
-        reference = transform(mx.image.imdecode(jpeg)).asnumpy()
-        np.testing.assert_allclose(ours[i], reference, rtol=0, atol=1e-4)
+        img = mx.image.imdecode(jpeg)
+        np.testing.assert_allclose(ours[i], transform(img).asnumpy(), rtol=0, atol=1e-4)
+        # Gluon-CV's own preset function, given the same normalisation statistics.
+        preset = transform_eval(
+            img, 256, 224, mean=[m / 255 for m in MEAN_RGB], std=[s / 255 for s in STD_RGB]
+        )
+        np.testing.assert_allclose(ours[i], preset.asnumpy()[0], rtol=0, atol=1e-4)
 
     # The folder loader is the same transform over the same files, with sorted-folder labels.
     loader, classes = folder_val_loader(tmp_path / "src", batch_size=3)
@@ -255,6 +265,8 @@ def test_val_iter_matches_gluoncv_eval_transform_on_the_same_jpeg(tmp_path):
     assert classes == ["k"] and [d.shape[0] for d, _ in data] == [3, 1]
     np.testing.assert_allclose(np.concatenate([d for d, _ in data]), ours, rtol=0, atol=1e-4)
     assert not np.concatenate([y for _, y in data]).any()
+    loader, classes = folder_val_loader(tmp_path / "src", batch_size=4, input_size=32, classes=["j", "k"])
+    assert classes == ["j", "k"] and next(iter(loader))[1].asnumpy().tolist() == [1, 1, 1, 1]
 
 
 def test_check_records_reads_labels_and_rejects_broken_pairs(packed, tmp_path):

@@ -286,6 +286,12 @@ def test_check_records_reads_labels_and_rejects_broken_pairs(packed, tmp_path):
     with pytest.raises(DataError, match="truncated or swapped"):
         check_records(truncated, summary["idx"])
 
+    lines = Path(summary["idx"]).read_text().splitlines()
+    short_idx = tmp_path / "short.idx"
+    short_idx.write_text("\n".join(lines[:-1]) + "\n")  # the last record is not indexed
+    with pytest.raises(DataError, match="misses records"):
+        check_records(summary["rec"], short_idx)
+
     other = pack(folder, tmp_path / "other", resize=20, num_workers=0, progress=False)  # other sizes
     with pytest.raises(DataError, match="truncated or swapped"):
         check_records(summary["rec"], other["idx"])

@@ -89,10 +89,11 @@ def check_records(rec, idx, num_classes=None):
 
     Raises :class:`DataError` when a file is missing, an offset lies outside the record file or
     does not point at a record header (RecordIO magic number, a start-of-record flag and a length
-    that stays inside the file), two keys share an offset, a label is negative or not an integer,
-    or (given ``num_classes``) a label is ``>= num_classes``.  Reads only the 32 header bytes of
+    that stays inside the file), two keys share an offset, the indexed records do not cover the
+    whole file (an index that misses records, e.g. truncated), a label is negative or not an
+    integer, or (given ``num_classes``) a label is ``>= num_classes``.  Reads only the 32 header bytes of
     each record through a memory map.  Measured on a 2-core AMD EPYC, files in the page cache,
-    per million records: 0.3 s when the records are small and contiguous, 3.5-4.5 s with
+    per million records: 0.2-0.4 s when the records are small and contiguous, 3.5-4.5 s with
     ImageNet-sized records (110 kB apart, so one 4 KiB page per record); from a cold disk add one
     small read per record (in offset order, so the kernel's read-ahead helps).
     """
@@ -127,6 +128,16 @@ def check_records(rec, idx, num_classes=None):
         raise DataError(
             f"{idx}: key {keys[i]} -> byte {offsets[i]} is not the start of a record in {rec}; {hint}"
         )
+    if not cflag.any():  # whole records: sorted by offset they must tile the file exactly
+        order = np.argsort(offsets)
+        ends = offsets[order] + 8 + ((length[order].astype(np.int64) + 3) // 4) * 4
+        gap = np.flatnonzero(ends != np.append(offsets[order][1:], size))
+        if gap.size:
+            i = order[gap[0]]
+            raise DataError(
+                f"{idx}: the record of key {keys[i]} ends at byte {ends[gap[0]]} but no indexed "
+                f"record starts there ({size} bytes in {rec}): the index misses records; re-pack"
+            )
     body = heads[:, 8:].copy()
     flag = body[:, 0:4].view("<u4")[:, 0]
     labels = body[:, 4:8].view("<f4")[:, 0].astype(np.float64)

@@ -251,6 +251,9 @@ def main(argv=None):
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # unreadable folders, a full disk, ...: no output is left behind
+        print(f"error: {err}; no output written", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: no output written", file=sys.stderr)
         return 130

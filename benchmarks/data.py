@@ -9,7 +9,8 @@ size) and saved at JPEG quality 90, in two class folders; then packs them with
 Measures, each case in a fresh worker process (this script with ``--worker``), ``--rounds``
 times:
 
-* ``ImageRecordIter`` (``a2gluon.data.train_iter``) with ``preprocess_threads`` 1 and 2;
+* ``ImageRecordIter`` (``a2gluon.data.train_iter``) with ``preprocess_threads`` 1 and 2 (MXNet
+  1.9.1 caps it at max(cores / 2 - 1, 1): a 2-core machine decodes with one thread either way);
 * a Gluon ``DataLoader`` over ``ImageRecordDataset`` (the same records) with Gluon-CV's training
   transforms (RandomResizedCrop(224), RandomFlipLeftRight, RandomColorJitter(0.4, 0.4, 0.4),
   RandomLighting(0.1), ToTensor, Normalize, as in Gluon-CV's ``train_imagenet.py``) with
@@ -245,6 +246,7 @@ def markdown(report):
     """The results as a Markdown table followed by notes on how they were measured."""
     train = report["train_step"]
     consumed = train.get("images_per_s")
+    recorditer_cap = report["environment"]["recorditer_max_threads"]
     lines = [
         "| pipeline | decoding threads / worker processes | images/s | images/s per CPU core | "
         f"× what {TRAIN_MODEL} training consumes |",
@@ -256,6 +258,8 @@ def markdown(report):
             lines.append(f"| {case['label']} | {case['workers']} | failed ({res['error']}) | | |")
             continue
         workers = f"{case['workers']}" + (" (in the main process)" if case["workers"] == 0 else "")
+        if case["kind"] == "recorditer" and case["workers"] > recorditer_cap:
+            workers += f" (MXNet uses {recorditer_cap})"
         ratio = f"{res['images_per_s'] / consumed:.0f}×" if consumed else "n/a"
         lines.append(
             f"| {case['label']} | {workers} | {res['images_per_s']:.0f} | "
@@ -282,6 +286,9 @@ def markdown(report):
         "(start-up, prefetch buffers drained); OMP_NUM_THREADS=1.",
         "- **per CPU core**: images per CPU-second spent by all of the row's processes (main and "
         "workers) in the timed window.",
+        "- **ImageRecordIter threads**: MXNet 1.9.1 caps `preprocess_threads` at "
+        "max(cores / 2 − 1, 1), assuming hyper-threads (`iter_image_recordio_2.cc`): "
+        f"{recorditer_cap} on this {env['cpu_count']}-core machine, 3 on 8 cores, 31 on 64.",
         f"- **training**: {TRAIN_MODEL}, hybridized, batch {TRAIN_BATCH} at {INPUT_SIZE}, forward + "
         f"backward + SGD update on random data, OMP_NUM_THREADS={env['cpu_count']}; median of "
         f"{train.get('steps', 0)} steps ({settings['train_rounds']} processes × "
@@ -404,6 +411,8 @@ def main(argv=None):
             "cpu_model": cpu_model(),
             "cpu_count": os.cpu_count(),
             "omp_wait_policy": base_env["OMP_WAIT_POLICY"],
+            # MXNet's ImageRecordIter uses at most max(cores / 2 - 1, 1) decoding threads
+            "recorditer_max_threads": max((os.cpu_count() or 1) // 2 - 1, 1),
             "load_average_before": list(load_before),
             "load_average_after": list(os.getloadavg()),
         },

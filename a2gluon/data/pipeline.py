@@ -234,8 +234,10 @@ def train_iter(
     (each ``jitter``) and PCA lighting noise (``pca_noise``), normalisation with ``MEAN_RGB`` /
     ``STD_RGB``; shuffled every epoch (``seed`` fixes the order and the augmentation), sharded
     into ``num_parts`` with this worker's ``part_index``.  ``num_workers`` is the decoding
-    threads (``preprocess_threads``).  The last batch of an epoch is filled by wrapping around
-    (``round_batch``), as usual for training.  Extra keyword arguments go to ``ImageRecordIter``.
+    threads (``preprocess_threads``), which MXNet 1.9.1 caps at max(cores / 2 - 1, 1) (it
+    assumes hyper-threads): one on a 2-core machine, 3 on 8 cores, 31 on 64.  The last batch of
+    an epoch is filled by wrapping around (``round_batch``), as usual for training.  Extra
+    keyword arguments go to ``ImageRecordIter``.
 
     The returned iterator also has ``num_images`` (images in this part) and ``num_batches``
     (``ceil(num_images / batch_size)``).  Beware: because the wrapped-around images are taken

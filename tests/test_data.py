@@ -27,6 +27,7 @@ from a2gluon.data import (
     val_iter,
 )
 from a2gluon.data import pack as pack_module
+from a2gluon.data.digits import main as digits_main
 from a2gluon.data.pack import main as pack_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -323,6 +324,8 @@ def test_digits_dataset_is_real_stratified_and_deterministic(tmp_path):
     assert all((tmp_path / "d" / f).read_bytes() == (tmp_path / "e" / f).read_bytes() for f in files[::50])
 
     assert make_digits_imagenet(tmp_path / "d", image_size=16) == out  # reused as it is
+    assert digits_main([str(tmp_path / "d"), "--image-size", "16"]) == 0
+    assert digits_main([str(tmp_path / "d"), "--image-size", "24"]) == 2  # other settings, no --force
     with pytest.raises(DataError, match="--force"):
         make_digits_imagenet(tmp_path / "d", image_size=24)
     assert make_digits_imagenet(tmp_path / "d", image_size=24, force=True)["counts"] == out["counts"]

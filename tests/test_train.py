@@ -375,3 +375,24 @@ def test_mixup_and_label_smoothing_measure_accuracy_on_hard_labels(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     rec = metrics(save)[0]
     assert 0 <= rec["train_top1"] <= 0.5 and math.isfinite(rec["train_loss"])
+
+
+@pytest.mark.slow
+def test_dist_sync_two_workers_through_the_launcher(tmp_path):
+    """train_imagenet.py under the parameter server: two workers and a server on loopback, each
+    worker on its half of the steps; rank 0 validates and writes the checkpoints, rank 1 logs."""
+    save = tmp_path / "run"
+    cmd = [sys.executable, "-m", "a2gluon.launch", "-n", "2", "-s", "1", "--timeout", "400", "--"]
+    cmd += (
+        TRAIN + TINY + ["--synthetic", "--synthetic-batches", "3", "--num-classes", "10", "--batch-size", "4"]
+    )
+    cmd += ["--num-epochs", "2", "--kvstore", "dist_sync", "--save-dir", str(save)]
+    env = dict(ENV, OMP_NUM_THREADS="1")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 worker(s)" in (save / "train.log").read_text()
+    assert (save / "train-rank1.log").exists()
+    records = metrics(save)
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[-1]["steps"] == 6  # 3 batches of 4 per worker, 2 workers: 24 images, 3 steps
+    assert (save / "imagenet-a2_resnet26-0002.params").exists()

@@ -167,6 +167,10 @@ def make_trainer(params, optimizer, optimizer_params, kv, info):
     shapes are deferred). Call `trainer.step(batch size of this worker)`.
     """
     optimizer_params = dict(optimizer_params or {})
+    if hasattr(params, "values"):
+        # Only what is trained: a parameter-server job fails ("init K first") when the store
+        # also broadcasts BatchNorm running statistics, which every worker keeps for itself.
+        params = {name: p for name, p in params.items() if p.grad_req != "null"}
     if info.is_horovod:
         hvd = _import_horovod()
         hvd.broadcast_parameters(params, root_rank=0)

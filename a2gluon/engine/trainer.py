@@ -12,11 +12,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..data import DataError, SyntheticIter, check_records, read_classes, train_iter, val_iter
+from ..data import DataError, SyntheticIter, check_records, part_sizes, read_classes, train_iter, val_iter
 from ..models import get_model
 from . import checkpoint
 from .devices import DeviceError, cpu_supports_bfloat16, get_contexts
-from .distributed import create_kvstore, make_trainer, shard
+from .distributed import barrier, create_kvstore, make_trainer, shard
 from .evaluate import evaluate
 from .metrics import MetricsLog, TopK, plot_curves
 from .schedule import Schedule, parse_decay_epochs
@@ -24,7 +24,6 @@ from .schedule import Schedule, parse_decay_epochs
 log = logging.getLogger("a2gluon.train")
 
 DTYPES = ("float32", "float16", "bfloat16")
-SYNC_KVSTORES = ("dist_sync", "dist_device_sync")
 
 
 class TrainError(ValueError):
@@ -147,11 +146,12 @@ class Data:
                         "pack validation with --classes TRAIN_PREFIX.classes.json"
                     )
                 self.val_images = check_records(args.rec_val, args.rec_val_idx, self.num_classes).num_images
-        per_part = self.train_images // num_parts
+        per_part = min(part_sizes(self.train_images, num_parts))
         if per_part < batch:
             raise TrainError(
                 f"a step takes {batch} images per worker but the training data has only "
-                f"{self.train_images} images ({per_part} per worker); use a smaller --batch-size"
+                f"{self.train_images} images ({per_part} for the smallest of {num_parts} worker "
+                "shard(s)); use a smaller --batch-size"
             )
         self.iters_per_epoch = math.ceil(self.train_images / (num_parts * batch))
 
@@ -214,6 +214,19 @@ class StopFlag:
             signal.signal(sig, old)
 
 
+def settle_shapes(net, input_size, ctx):
+    """Give deferred parameter shapes (Gluon-CV models) their values before the kvstore sees them.
+    The pass runs in training mode: an inference pass lets oneDNN keep convolution weights in
+    a blocked layout, which the parameter server then receives broken ("init K first").  It
+    leaves the BatchNorm running statistics as initialised."""
+    if not any(p._deferred_init for p in net.collect_params().values()):
+        return
+    x = mx.nd.zeros((2, 3, input_size, input_size), ctx=ctx[0])
+    with autograd.record():
+        net(x)
+    net.collect_params(".*running_mean|.*running_var").initialize(force_reinit=True, ctx=ctx)
+
+
 def soft_labels(label, num_classes, smoothing):
     one_hot = mx.nd.one_hot(label, num_classes)
     if smoothing:
@@ -258,6 +271,7 @@ def fit(args):
         else:
             net.load_parameters(resume.params, ctx=ctx)
     net.hybridize(static_alloc=True, static_shape=True)
+    settle_shapes(net, args.input_size, ctx)
 
     global_batch = batch * num_parts
     schedule = Schedule(
@@ -280,9 +294,9 @@ def fit(args):
     )
     if args.dtype == "float16":
         amp.init_trainer(trainer)
-    # Gradients are summed over the devices (and over the workers by dist_sync kvstores; Horovod
-    # averages them itself), so step() divides by the images they came from.
-    step_images = batch * (num_parts if (dist.kvstore_name in SYNC_KVSTORES) else 1)
+    # Gradients are summed over this worker's devices; make_trainer makes synchronous kvstores
+    # and Horovod average over the workers, so step() divides by this worker's images.
+    step_images = batch
 
     history, best_top1, start_epoch, skip_batches = [], -1.0, 0, 0
     if resume is not None:
@@ -416,6 +430,7 @@ def fit(args):
                         ck.stem if ck else "(written by rank 0)",
                     )
                     return summary
+            mx.nd.waitall()  # every update of the epoch done (and, distributed, every pull answered)
             train_top1, train_top5 = train_metric.get()
             epoch_time = time.perf_counter() - epoch_start
             record = {
@@ -472,6 +487,7 @@ def fit(args):
                     epoch + 1,
                 )
                 return summary
+    barrier(kv, dist)  # no worker leaves the job while rank 0 still saves
     summary.update(history=history, best_top1=best_top1, epochs=args.num_epochs)
     if rank == 0:
         log.info(

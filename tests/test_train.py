@@ -396,3 +396,26 @@ def test_dist_sync_two_workers_through_the_launcher(tmp_path):
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[-1]["steps"] == 6  # 3 batches of 4 per worker, 2 workers: 24 images, 3 steps
     assert (save / "imagenet-a2_resnet26-0002.params").exists()
+
+
+def test_bfloat16_trains_on_cpus_that_have_it_and_is_refused_elsewhere(tmp_path):
+    from a2gluon.engine.devices import cpu_supports_bfloat16
+
+    save = tmp_path / "run"
+    args = TINY + ["--synthetic", "--synthetic-batches", "3", "--num-classes", "10", "--batch-size", "4"]
+    out = run(args + ["--num-epochs", "1", "--dtype", "bfloat16", "--save-dir", str(save)])
+    if not cpu_supports_bfloat16():
+        _one_line_error(out, "bfloat16", "AVX-512")
+        return
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "bfloat16" in (save / "train.log").read_text()
+    record = metrics(save)[0]
+    assert math.isfinite(record["train_loss"])
+    # AMP keeps the master weights in float32: the checkpoint loads into a float32 network
+    import numpy as np
+
+    from a2gluon.models import get_model
+
+    net = get_model("a2_resnet26", classes=10)
+    net.load_parameters(str(save / "imagenet-a2_resnet26-0001.params"))
+    assert {p.data().dtype for p in net.collect_params().values()} == {np.float32}

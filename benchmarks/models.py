@@ -1,0 +1,387 @@
+"""Model cost on CPU: forward and forward+backward time per image, against multiply-adds.
+
+The paper's efficiency claim is that ResNet-50 with five A² blocks (``a2_resnet50``) beats
+ResNet-152 with over 40 % fewer FLOPs, and that the block costs little beyond its arithmetic.
+This script measures what that means in wall time for
+
+    resnet50, a2_resnet50, resnet50_v1b, resnet152_v1b, se_resnet50_v1
+
+(built by ``a2gluon.models.get_model``, random initialisation, 1000 classes), each in a fresh
+worker process (this script with ``--worker``): the worker hybridizes the model with
+static_alloc and static_shape, allocates a random batch (``--batch``, default 16, at 224 x 224)
+and then
+
+* forward: ``--warmup`` untimed and ``--repeat`` timed passes in inference mode, each ended by
+  ``wait_to_read`` on the output;
+* forward+backward: the same counts of ``autograd.record()`` forward passes followed by
+  ``backward()`` (head gradient of ones, i.e. the gradient of the sum of the outputs; no
+  optimizer step), each ended by ``mx.nd.waitall()``.
+
+The median pass, divided by the batch, is the time per image; every model's time is also
+given as a ratio to ``resnet50``'s from the same run, next to its multiply-add ratio
+(``a2gluon.profile.profile_model``, batch 1).  Models run ``--rounds`` times each in turn, in a
+new process every time, and the timings of all rounds are pooled.
+
+Memory is the worker's peak resident set size (``ru_maxrss``, MXNet has no CPU memory query):
+reported as the peak after the forward passes and after the forward+backward passes, and the
+latter minus the peak just before the first pass (model built and initialised, batch
+allocated), i.e. what training-mode passes needed on top of the parameters.
+
+Threads: as ``benchmarks/block.py``, OMP_NUM_THREADS = ``--threads`` (default: the
+OMP_NUM_THREADS already set, else all cores) and, unless set, OMP_WAIT_POLICY=PASSIVE and
+OMP_PROC_BIND=true.  The load average before and after is recorded: the timings are only as
+good as the machine was idle.
+
+Goals (issue: model cost on CPU): a2_resnet50's forward+backward time over resnet50's within
+10 % of their multiply-add ratio, and at most 0.65 times resnet152_v1b's.
+
+Writes <out>/models.json and <out>/models.md and prints the Markdown table.
+
+Usage: python benchmarks/models.py [--batch 16] [--repeat 3] [--warmup 1] [--rounds 1]
+       [--models resnet50,a2_resnet50,...] [--threads N] [--quick] [--out benchmarks/results]
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MODELS = ("resnet50", "a2_resnet50", "resnet50_v1b", "resnet152_v1b", "se_resnet50_v1")
+BASELINE = "resnet50"
+IMAGE = (3, 224, 224)
+MAC_TOLERANCE = 0.10  # goal: a2/resnet50 fwd+bwd time ratio within 10 % of the MAC ratio
+RESNET152_GOAL = 0.65  # goal: a2_resnet50 at most 0.65 x resnet152_v1b's time
+PHASES = ("forward", "train")  # train = forward+backward
+
+
+def max_rss_kib():
+    """Peak resident set size of this process so far (KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def worker(name, batch, repeat, warmup):
+    """Time one model in this process; print one JSON line."""
+    import mxnet as mx
+    from mxnet import autograd
+
+    sys.path.insert(0, str(ROOT))
+    from a2gluon.models import get_model
+
+    mx.random.seed(0)
+    net = get_model(name, classes=1000)
+    net.initialize(mx.init.Xavier(), ctx=mx.cpu())
+    net.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.uniform(shape=(batch,) + IMAGE, ctx=mx.cpu())
+    mx.nd.waitall()
+    baseline_kib = max_rss_kib()
+
+    def forward():
+        net(x).wait_to_read()
+
+    def train():
+        with autograd.record():
+            y = net(x)
+        y.backward()
+        mx.nd.waitall()
+
+    result = {"model": name, "batch": batch, "baseline_rss_mib": baseline_kib / 1024}
+    for phase, run in (("forward", forward), ("train", train)):
+        warm, timed = [], []
+        for _ in range(warmup):
+            start = time.perf_counter()
+            run()
+            warm.append(time.perf_counter() - start)
+        for _ in range(repeat):
+            start = time.perf_counter()
+            run()
+            timed.append(time.perf_counter() - start)
+        result[phase] = {
+            "median_s": statistics.median(timed),
+            "timings_s": timed,
+            "warmup_s": warm,
+            "peak_rss_mib": max_rss_kib() / 1024,
+        }
+    result["train_extra_mib"] = result["train"]["peak_rss_mib"] - result["baseline_rss_mib"]
+    result["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
+    print(json.dumps(result))
+
+
+def run_worker(name, args, env):
+    """One model in a fresh process: its result dict, or an error description."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name]
+    cmd += ["--batch", str(args.batch), "--repeat", str(args.repeat), "--warmup", str(args.warmup)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall_s = time.perf_counter() - start
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or not lines:
+        return {
+            "model": name,
+            "error": f"worker exited with code {proc.returncode}",
+            "stderr_tail": proc.stderr.strip().splitlines()[-5:],
+            "worker_wall_s": wall_s,
+        }
+    result = json.loads(lines[-1])
+    result["worker_wall_s"] = wall_s
+    return result
+
+
+def combine(rounds, batch):
+    """One model's result from its rounds (one worker process each)."""
+    done = [r for r in rounds if "error" not in r]
+    out = {"rounds": len(rounds), "failed_rounds": [r for r in rounds if "error" in r]}
+    if not done:
+        out["error"] = rounds[0]["error"]
+        return out
+    for phase in PHASES:
+        timings = [t for r in done for t in r[phase]["timings_s"]]
+        median = statistics.median(timings)
+        out[phase] = {
+            "median_s": median,
+            "ms_per_image": median / batch * 1e3,
+            "timings_s": timings,
+            "round_median_s": [r[phase]["median_s"] for r in done],
+            "warmup_s": [r[phase]["warmup_s"] for r in done],
+            "peak_rss_mib": max(r[phase]["peak_rss_mib"] for r in done),
+        }
+    out["baseline_rss_mib"] = max(r["baseline_rss_mib"] for r in done)
+    out["train_extra_mib"] = max(r["train_extra_mib"] for r in done)
+    out["worker_wall_s"] = [r["worker_wall_s"] for r in done]
+    return out
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def time_ratio(results, name, phase, other=BASELINE):
+    a, b = results.get(name, {}).get(phase), results.get(other, {}).get(phase)
+    if not a or not b:
+        return None
+    return a["median_s"] / b["median_s"]
+
+
+def goals(report):
+    """The issue's two goals, from the measured ratios."""
+    res, macs = report["results"], report["macs"]
+    out = {}
+    train_ratio = time_ratio(res, "a2_resnet50", "train")
+    if train_ratio is not None and "a2_resnet50" in macs and BASELINE in macs:
+        mac_ratio = macs["a2_resnet50"] / macs[BASELINE]
+        excess = train_ratio / mac_ratio - 1
+        out["a2_over_resnet50"] = {
+            "train_time_ratio": train_ratio,
+            "forward_time_ratio": time_ratio(res, "a2_resnet50", "forward"),
+            "mac_ratio": mac_ratio,
+            "excess_over_macs": excess,
+            "met": abs(excess) <= MAC_TOLERANCE,
+        }
+    vs152 = time_ratio(res, "a2_resnet50", "train", "resnet152_v1b")
+    if vs152 is not None:
+        out["a2_over_resnet152"] = {
+            "train_time_ratio": vs152,
+            "forward_time_ratio": time_ratio(res, "a2_resnet50", "forward", "resnet152_v1b"),
+            "mac_ratio": macs["a2_resnet50"] / macs["resnet152_v1b"],
+            "goal": RESNET152_GOAL,
+            "met": vs152 <= RESNET152_GOAL,
+        }
+    return out
+
+
+def markdown(report):
+    res, macs, settings = report["results"], report["macs"], report["settings"]
+    batch = settings["batch"]
+    lines = [
+        "| model | G multiply-adds | MAC ratio | forward ms/image | forward ratio "
+        "| fwd+bwd ms/image | fwd+bwd ratio | fwd+bwd ratio / MAC ratio | peak RSS forward MiB "
+        "| peak RSS fwd+bwd MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in report["models"]:
+        r = res.get(name, {})
+        mac = macs.get(name)
+        mac_ratio = mac / macs[BASELINE] if mac and macs.get(BASELINE) else None
+        if "error" in r:
+            lines.append(f"| `{name}` | {mac / 1e9:.2f} | {mac_ratio:.2f}× | failed ({r['error']}) |")
+            continue
+        fwd_ratio = time_ratio(res, name, "forward")
+        train_ratio = time_ratio(res, name, "train")
+        cells = [
+            f"`{name}`",
+            f"{mac / 1e9:.2f}",
+            f"{mac_ratio:.2f}×",
+            f"{r['forward']['ms_per_image']:.1f}",
+            "n/a" if fwd_ratio is None else f"{fwd_ratio:.2f}×",
+            f"{r['train']['ms_per_image']:.1f}",
+            "n/a" if train_ratio is None else f"{train_ratio:.2f}×",
+            "n/a" if train_ratio is None else f"{train_ratio / mac_ratio:.2f}",
+            f"{r['forward']['peak_rss_mib']:.0f}",
+            f"{r['train']['peak_rss_mib']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+
+    g = report["goals"]
+    goal_lines = []
+    if "a2_over_resnet50" in g:
+        a = g["a2_over_resnet50"]
+        goal_lines.append(
+            f"- **Goal 1** (a2_resnet50 / resnet50 fwd+bwd time within {MAC_TOLERANCE:.0%} of the "
+            f"multiply-add ratio): {a['train_time_ratio']:.2f}× against {a['mac_ratio']:.2f}×, "
+            f"{a['excess_over_macs']:+.0%} — **{'met' if a['met'] else 'missed'}** "
+            f"(forward: {a['forward_time_ratio']:.2f}×)."
+        )
+    if "a2_over_resnet152" in g:
+        a = g["a2_over_resnet152"]
+        goal_lines.append(
+            f"- **Goal 2** (a2_resnet50 at most {a['goal']:.2f}× resnet152_v1b's fwd+bwd time): "
+            f"{a['train_time_ratio']:.2f}× (multiply-adds {a['mac_ratio']:.2f}×) — "
+            f"**{'met' if a['met'] else 'missed'}** (forward: {a['forward_time_ratio']:.2f}×)."
+        )
+    env = report["environment"]
+    passes = f"{settings['rounds']} × ({settings['warmup']} warm-up + {settings['repeat']} timed)"
+    lines += [
+        "",
+        *goal_lines,
+        "",
+        f"CPU, float32, batch {batch} at 3×224×224, 1000 classes, random initialisation, models "
+        "hybridized with static_alloc and static_shape. **forward**: inference mode; "
+        "**fwd+bwd**: `autograd.record()` forward and `backward()` of the summed outputs, no "
+        "optimizer step.",
+        "",
+        f"- **ms/image**: median pass over the batch, passes per model: {passes}, each model in "
+        "a fresh process (one after the other); **ratio**: to `resnet50`'s time in the same run; "
+        "**MAC ratio**: multiply-adds (`a2gluon.profile.profile_model`, batch 1) over "
+        "`resnet50`'s.",
+        "- **peak RSS**: the worker's peak resident set size after the forward passes and after "
+        "the fwd+bwd passes (parameters, gradients, activations and MXNet's memory pool).",
+        f"- Machine: {env['cpu_model']}, {env['cpu_count']} cores, "
+        f"OMP_NUM_THREADS={env['omp_num_threads']}, OMP_WAIT_POLICY={env['omp_wait_policy']}, "
+        f"OMP_PROC_BIND={env['omp_proc_bind']}, oneDNN: {'yes' if env['onednn'] else 'no'}, "
+        f"BLAS: {env['blas']}; 1-minute load average {env['load_average_before'][0]:.2f} before "
+        f"and {env['load_average_after'][0]:.2f} after the run (above 1, other processes "
+        "shared the cores and the times are inflated and noisy; models.json has every pass); "
+        f"MXNet {env['mxnet']}, Python {env['python']}; {report['date']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Forward and forward+backward time per image and peak memory of the models."
+    )
+    parser.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed passes per phase (default 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed passes per phase (default 1)")
+    parser.add_argument("--rounds", type=int, default=1, help="fresh processes per model (default 1)")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help=f"comma-separated (default {','.join(MODELS)})"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
+        help="OMP_NUM_THREADS for the workers (default: $OMP_NUM_THREADS, else all cores)",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, 1 warm-up and 1 timed pass")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="output directory")
+    parser.add_argument("--worker", metavar="MODEL", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.repeat, args.warmup = 2, 1, 1
+    for option in ("batch", "repeat", "rounds", "threads"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be at least 0")
+
+    if args.worker:
+        worker(args.worker, args.batch, args.repeat, args.warmup)
+        return
+
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    if BASELINE not in names:
+        names.insert(0, BASELINE)  # every ratio is to resnet50 in the same run
+
+    import mxnet as mx
+
+    sys.path.insert(0, str(ROOT))
+    from a2gluon.models import list_models
+    from a2gluon.profile import profile_model
+
+    unknown = [n for n in names if n not in list_models()]
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)}")
+    macs = {name: profile_model(name, IMAGE).macs for name in names}
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("OMP_PROC_BIND", "true")
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    rounds = {name: [] for name in names}
+    for index in range(args.rounds):
+        for name in names:
+            print(f"measuring {name}, round {index + 1} of {args.rounds}", file=sys.stderr, flush=True)
+            rounds[name].append(run_worker(name, args, env))
+    features = mx.runtime.Features()
+    report = {
+        "benchmark": "model forward and forward+backward time per image, CPU, float32",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "models": names,
+        "settings": {
+            "batch": args.batch,
+            "input_shape": list(IMAGE),
+            "repeat": args.repeat,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "quick": args.quick,
+            "hybridize": {"static_alloc": True, "static_shape": True},
+            "dtype": "float32",
+        },
+        "environment": {
+            "mxnet": mx.__version__,
+            "python": platform.python_version(),
+            "cpu_model": cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "omp_num_threads": args.threads,
+            "omp_wait_policy": env["OMP_WAIT_POLICY"],
+            "omp_proc_bind": env["OMP_PROC_BIND"],
+            "onednn": features.is_enabled("MKLDNN"),
+            "blas": ", ".join(
+                f[5:] for f in ("BLAS_OPEN", "BLAS_MKL", "BLAS_ATLAS", "BLAS_APPLE") if features.is_enabled(f)
+            )
+            or "none",
+            "load_average_before": list(load_before),
+            "load_average_after": list(os.getloadavg()),
+        },
+        "macs": macs,
+        "results": {name: combine(rounds[name], args.batch) for name in names},
+        "total_wall_s": time.perf_counter() - started,
+    }
+    report["goals"] = goals(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "models.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    table = markdown(report)
+    (args.out / "models.md").write_text(table, encoding="utf-8")
+    print(table, end="")
+
+
+if __name__ == "__main__":
+    main()

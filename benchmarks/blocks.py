@@ -16,7 +16,8 @@ batch 1, float32, hybridized with static_alloc and static_shape, in two modes:
 Every case runs in a fresh worker process (this script with ``--worker``): build, initialise,
 hybridize, allocate the input, ``--warmup`` untimed passes, then ``--repeat`` timed passes (each
 ended by waiting for all results), or ``--slow-repeat`` when the last warm-up pass took over a
-second; ``--rounds`` processes per case, the median of all timed passes is reported.  Memory is
+second; ``--rounds`` processes per case (one when the first one's warm-up pass took over five
+seconds: the Non-local block at conv2), the median of all timed passes is reported.  Memory is
 the worker's peak RSS after the passes minus its peak RSS before the first one (as in
 benchmarks/block.py).
 
@@ -74,6 +75,7 @@ SWEEP_CHANNELS = 256
 SWEEP_SIZES = (8, 12, 16, 24, 32, 48, 64, 96)
 FIT_FROM = 1024
 SLOW_SECONDS = 1.0
+VERY_SLOW_SECONDS = 5.0
 GIB = 2**30
 
 
@@ -187,6 +189,13 @@ def run_worker(args, env, kind, shape, mode):
     return result
 
 
+def very_slow(rounds):
+    """Whether a case's first process took over VERY_SLOW_SECONDS per warm-up pass: one
+    process is then enough (its passes are seconds long) and keeps the run within minutes."""
+    warm = rounds[0].get("warmup_ms") if rounds else None
+    return bool(warm) and warm[-1] / 1e3 > VERY_SLOW_SECONDS
+
+
 def combine(rounds):
     done = [r for r in rounds if "error" not in r]
     if not done:
@@ -282,7 +291,8 @@ def markdown(report):
         "hybridized (static_alloc, static_shape). No block = identity.",
         "",
         "- **train**: forward + backward (input and parameter gradients); **forward**: inference mode.",
-        f"- **ms**: median of all timed passes of {s['rounds']} fresh process(es) per cell, each after "
+        f"- **ms**: median of all timed passes of {s['rounds']} fresh process(es) per cell (1 when a "
+        f"warm-up pass took over {VERY_SLOW_SECONDS:g} s), each after "
         f"{s['warmup']} warm-up pass(es) ({s['repeat']} timed passes, {s['slow_repeat']} when a "
         f"warm-up pass took over {SLOW_SECONDS:g} s).",
         "- **peak MiB**: peak RSS after the passes minus peak RSS before the first one (block built, "
@@ -418,7 +428,7 @@ def main(argv=None):
                         skip[kind] = f"not run: needs ~{need / GIB:.1f} GiB, {avail / GIB:.1f} GiB available"
             for index in range(args.rounds):
                 for kind in KINDS:
-                    if kind in skip:
+                    if kind in skip or (index and very_slow(rounds[kind])):
                         continue
                     print(f"{stage} {mode} {kind}, round {index + 1}", file=sys.stderr, flush=True)
                     rounds[kind].append(run_worker(args, env, kind, shape, mode))

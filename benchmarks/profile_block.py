@@ -51,6 +51,22 @@ class Current(DoubleAttention):
     """The implementation as it is in a2gluon.nn (left association)."""
 
 
+class AxisOneSoftmax(DoubleAttention):
+    """The first implementation: softmax(V) over axis 1 of V reshaped to N x n x L."""
+
+    def hybrid_forward(self, F, x):
+        a_map = self.phi(x)
+        a = a_map.reshape((0, 0, -1))
+        b = self.theta(x).reshape((0, 0, -1))
+        v = self.rho(x).reshape((0, 0, -1))
+        maps = F.softmax(b, axis=2)
+        vectors = F.softmax(v, axis=1)
+        descriptors = F.batch_dot(a, maps, transpose_b=True)
+        z = F.batch_dot(descriptors, vectors)
+        z = F.reshape_like(z, a_map)
+        return x + self.norm(self.extend(z))
+
+
 class VTransposedSoftmax(DoubleAttention):
     """softmax(V) on the last axis of an explicit transpose V^T (N x L x n), then
     Z = G softmax(V^T)^T with transpose_b."""
@@ -62,6 +78,24 @@ class VTransposedSoftmax(DoubleAttention):
         v = self.rho(x).reshape((0, 0, -1))
         maps = F.softmax(b, axis=2)
         vectors_t = F.softmax(F.transpose(v, axes=(0, 2, 1)), axis=2)  # N x L x n
+        descriptors = F.batch_dot(a, maps, transpose_b=True)
+        z = F.batch_dot(descriptors, vectors_t, transpose_b=True)
+        z = F.reshape_like(z, a_map)
+        return x + self.norm(self.extend(z))
+
+
+class VTransposed4D(DoubleAttention):
+    """As VTransposedSoftmax, but V^T is one transpose of the 4-D convolution output
+    (N x H x W x n, then a free reshape to N x L x n) instead of a reshape (a oneDNN reorder to
+    the default layout) followed by a transpose (a second copy)."""
+
+    def hybrid_forward(self, F, x):
+        a_map = self.phi(x)
+        a = a_map.reshape((0, 0, -1))
+        b = self.theta(x).reshape((0, 0, -1))
+        v_t = F.transpose(self.rho(x), axes=(0, 2, 3, 1)).reshape((0, -3, 0))  # N x L x n
+        maps = F.softmax(b, axis=2)
+        vectors_t = F.softmax(v_t, axis=2)
         descriptors = F.batch_dot(a, maps, transpose_b=True)
         z = F.batch_dot(descriptors, vectors_t, transpose_b=True)
         z = F.reshape_like(z, a_map)
@@ -101,7 +135,9 @@ class Softmax4D(DoubleAttention):
 
 VARIANTS = {
     "current": Current,
+    "axis1": AxisOneSoftmax,
     "vt_softmax": VTransposedSoftmax,
+    "vt4d": VTransposed4D,
     "swap": SwapOperands,
     "softmax4d": Softmax4D,
 }
@@ -221,10 +257,59 @@ def profile_network(batch, repeat, model="a2_resnet50"):
     print(mx.profiler.dumps(reset=True))
 
 
+def compare_network(names, batch, repeat, warmup, model="a2_resnet50", baseline="resnet50"):
+    """a2_resnet50 with each block variant and resnet50, fwd+bwd, alternating in one process:
+    the time ratio a2_resnet50 / resnet50 per variant."""
+    from a2gluon.models import get_model
+
+    original = DoubleAttention.hybrid_forward
+    nets = {}
+    x = mx.nd.random.normal(shape=(batch, 3, 224, 224))
+    for name in [baseline] + names:
+        if name != baseline:
+            DoubleAttention.hybrid_forward = VARIANTS[name].__dict__.get("hybrid_forward", original)
+        mx.random.seed(0)
+        net = get_model(baseline if name == baseline else model, classes=1000)
+        net.initialize(mx.init.Xavier())
+        net.hybridize(static_alloc=True, static_shape=True)
+        with autograd.record():
+            y = net(x)  # builds the cached graph with the patched hybrid_forward
+        y.backward()
+        mx.nd.waitall()
+        DoubleAttention.hybrid_forward = original
+        nets[name] = net
+
+    def train(net):
+        with autograd.record():
+            y = net(x)
+        y.backward()
+        mx.nd.waitall()
+
+    times = {name: [] for name in nets}
+    for _ in range(warmup):
+        for net in nets.values():
+            train(net)
+    for _ in range(repeat):
+        for name, net in nets.items():
+            start = time.perf_counter()
+            train(net)
+            times[name].append(time.perf_counter() - start)
+    base = statistics.median(times[baseline])
+    first = statistics.median(times[names[0]])
+    for name in nets:
+        med = statistics.median(times[name])
+        label = baseline if name == baseline else f"{model}[{name}]"
+        print(
+            f"fwd+bwd batch {batch} {label:28s} {med * 1e3:8.1f} ms  ({med / base:.3f}x {baseline}, "
+            f"{med / first:.3f}x {names[0]})"
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", action="store_true", help="mx.profiler table of one variant")
     parser.add_argument("--network", action="store_true", help="mx.profiler table of a2_resnet50")
+    parser.add_argument("--network-compare", action="store_true", help="a2_resnet50 per variant vs resnet50")
     parser.add_argument("--model", default="a2_resnet50")
     parser.add_argument("--variant", default="current", choices=list(VARIANTS))
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -235,7 +320,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sizes = [s for s in args.sizes.split(",") if s]
     print(f"load average before: {os.getloadavg()}", flush=True)
-    if args.network:
+    if args.network_compare:
+        variants = [v for v in args.variants.split(",") if v]
+        compare_network(variants, args.batch, args.repeat, args.warmup, args.model)
+    elif args.network:
         profile_network(args.batch, args.repeat, args.model)
     elif args.profile:
         profile_block(sizes, args.batch, args.repeat, args.variant)

@@ -74,29 +74,39 @@ class DoubleAttention(nn.HybridBlock):
         return super().forward(x, *args)
 
     def _attend(self, F, x):
-        """The 4-D view of x, A (N x m x L, and its 4-D form), softmax(B), softmax(V) (N x n x L)."""
+        """The 4-D view of x, A (N x m x L, and its 4-D form), softmax(B) (N x n x L) and
+        softmax(V) transposed (N x L x n).
+
+        softmax(V) runs over the n descriptors at each location.  On V as N x n x L that is
+        axis 1, which MXNet's CPU softmax walks with a stride (about 3x the time of a last-axis
+        softmax); so V is transposed once, straight from the 4-D convolution output (one copy
+        where a reshape to N x n x L would copy too, oneDNN's blocked layout to the default),
+        and the softmax runs on its last axis.  The products then take V^T through
+        batch_dot's transpose_b, with the same numbers and multiply-adds."""
         x = fold4d(x, self.dims)
         a_map = self.phi(x)
         a = a_map.reshape((0, 0, -1))
         b = self.theta(x).reshape((0, 0, -1))
-        v = self.rho(x).reshape((0, 0, -1))
+        v_t = F.transpose(self.rho(x), axes=(0, 2, 3, 1)).reshape((0, -3, 0))  # N x L x n
         attention_maps = F.softmax(b, axis=2)  # each of the n maps sums to 1 over L
-        attention_vectors = F.softmax(v, axis=1)  # each location's vector sums to 1 over n
-        return x, a_map, a, attention_maps, attention_vectors
+        attention_vectors_t = F.softmax(v_t, axis=2)  # each location's vector sums to 1 over n
+        return x, a_map, a, attention_maps, attention_vectors_t
 
     def attention_weights(self, x):
         """(softmax(B), softmax(V)) for an NDArray input, each N x n x L."""
         check_input(x, self.in_channels, self.dims, type(self).__name__)
-        _, _, _, maps, vectors = self._attend(mx.nd, x)
-        return maps, vectors
+        _, _, _, maps, vectors_t = self._attend(mx.nd, x)
+        return maps, vectors_t.transpose((0, 2, 1))
 
     def hybrid_forward(self, F, x):
-        x4, a_map, a, attention_maps, attention_vectors = self._attend(F, x)
+        x4, a_map, a, attention_maps, attention_vectors_t = self._attend(F, x)
         if self.association == "left":
             descriptors = F.batch_dot(a, attention_maps, transpose_b=True)  # N x m x n
-            z = F.batch_dot(descriptors, attention_vectors)  # N x m x L
+            z = F.batch_dot(descriptors, attention_vectors_t, transpose_b=True)  # N x m x L
         else:
-            relation = F.batch_dot(attention_maps, attention_vectors, transpose_a=True)  # N x L x L
+            relation = F.batch_dot(
+                attention_maps, attention_vectors_t, transpose_a=True, transpose_b=True
+            )  # N x L x L
             z = F.batch_dot(a, relation)  # N x m x L
         z = F.reshape_like(z, a_map)
         out = x4 + self.norm(self.extend(z))

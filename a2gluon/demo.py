@@ -96,7 +96,14 @@ def main(argv=None):
     step(
         "4. score the best checkpoint (single centre crop)",
         [py, "eval_imagenet.py", "--params", best, "--rec-val", f"{records}/val.rec"]
-        + ["--rec-val-idx", f"{records}/val.idx", "--json-out", result_json, "--per-class", f"{out}/per_class.csv"],
+        + [
+            "--rec-val-idx",
+            f"{records}/val.idx",
+            "--json-out",
+            result_json,
+            "--per-class",
+            f"{out}/per_class.csv",
+        ],
     )
     prefix = os.path.join(export, args.model)
     step(
@@ -104,7 +111,9 @@ def main(argv=None):
         [py, "-m", "a2gluon.export", "--params", best, "--out", prefix, "--onnx"],
     )
     image = sorted(
-        os.path.join(f"{data}/val/digit7", f) for f in os.listdir(f"{data}/val/digit7") if not f.startswith(".")
+        os.path.join(f"{data}/val/digit7", f)
+        for f in os.listdir(f"{data}/val/digit7")
+        if not f.startswith(".")
     )[0]
     step(
         "6. predict one image with the exported model",
@@ -123,11 +132,17 @@ def main(argv=None):
         f"on {result['images']} held-out images"
     )
     for what, path in (
-        ("checkpoints", f"{run}/imagenet-{args.model}-EEEE.params/.states/.json (best: {os.path.basename(best)})"),
+        (
+            "checkpoints",
+            f"{run}/imagenet-{args.model}-EEEE.params/.states/.json (best: {os.path.basename(best)})",
+        ),
         ("training log", f"{run}/train.log, {run}/metrics.jsonl"),
         ("training curves", f"{run}/curves.png"),
         ("evaluation", f"{result_json}, {out}/per_class.csv"),
-        ("exported model", f"{prefix}-symbol.json, {prefix}-0000.params, {prefix}.onnx, {prefix}.classes.json"),
+        (
+            "exported model",
+            f"{prefix}-symbol.json, {prefix}-0000.params, {prefix}.onnx, {prefix}.classes.json",
+        ),
     ):
         print(f"  {what:16s} {path}")
     with open(os.path.join(out, "summary.json"), "w") as f:

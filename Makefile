@@ -42,6 +42,7 @@ format: setup
 
 bench: setup
 	$(PY) benchmarks/block.py
+	$(PY) benchmarks/inference.py
 	$(PY) tools/readme_tables.py
 
 readme-tables: setup

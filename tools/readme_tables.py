@@ -64,7 +64,18 @@ def block_table():
     return path.read_text().strip()
 
 
-SECTIONS = {"models": models_table, "block-benchmark": block_table}
+def inference_table():
+    path = ROOT / "benchmarks" / "results" / "inference.md"
+    if not path.exists():
+        return "_Not measured yet: run `make bench`._"
+    return path.read_text().strip()
+
+
+SECTIONS = {
+    "models": models_table,
+    "block-benchmark": block_table,
+    "inference-benchmark": inference_table,
+}
 
 
 def render(text):

@@ -19,8 +19,9 @@ and then
 
 The median pass, divided by the batch, is the time per image; every model's time is also
 given as a ratio to ``resnet50``'s from the same run, next to its multiply-add ratio
-(``a2gluon.profile.profile_model``, batch 1).  Models run ``--rounds`` times each in turn, in a
-new process every time, and the timings of all rounds are pooled.
+(``a2gluon.profile.profile_model``, batch 1).  Models run ``--rounds`` times each in turn (every other
+round in reverse order, so that a change in the machine's load falls on all of them), in a new
+process every time, and the timings of all rounds are pooled.
 
 Memory is the worker's peak resident set size (``ru_maxrss``, MXNet has no CPU memory query):
 reported as the peak after the forward passes and after the forward+backward passes, and the
@@ -37,7 +38,7 @@ Goals (issue: model cost on CPU): a2_resnet50's forward+backward time over resne
 
 Writes <out>/models.json and <out>/models.md and prints the Markdown table.
 
-Usage: python benchmarks/models.py [--batch 16] [--repeat 3] [--warmup 1] [--rounds 1]
+Usage: python benchmarks/models.py [--batch 16] [--repeat 3] [--warmup 1] [--rounds 2]
        [--models resnet50,a2_resnet50,...] [--threads N] [--quick] [--out benchmarks/results]
 """
 
@@ -191,6 +192,13 @@ def goals(report):
             "mac_ratio": mac_ratio,
             "excess_over_macs": excess,
             "met": abs(excess) <= MAC_TOLERANCE,
+            "round_train_time_ratios": [
+                a / b
+                for a, b in zip(
+                    res["a2_resnet50"]["train"]["round_median_s"],
+                    res[BASELINE]["train"]["round_median_s"],
+                )
+            ],
         }
     vs152 = time_ratio(res, "a2_resnet50", "train", "resnet152_v1b")
     if vs152 is not None:
@@ -244,7 +252,8 @@ def markdown(report):
             f"- **Goal 1** (a2_resnet50 / resnet50 fwd+bwd time within {MAC_TOLERANCE:.0%} of the "
             f"multiply-add ratio): {a['train_time_ratio']:.2f}× against {a['mac_ratio']:.2f}×, "
             f"{a['excess_over_macs']:+.0%} — **{'met' if a['met'] else 'missed'}** "
-            f"(forward: {a['forward_time_ratio']:.2f}×)."
+            f"(forward: {a['forward_time_ratio']:.2f}×; fwd+bwd ratio of each round's medians: "
+            f"{', '.join(f'{r:.2f}×' for r in a['round_train_time_ratios'])})."
         )
     if "a2_over_resnet152" in g:
         a = g["a2_over_resnet152"]
@@ -265,7 +274,8 @@ def markdown(report):
         "optimizer step.",
         "",
         f"- **ms/image**: median pass over the batch, passes per model: {passes}, each model in "
-        "a fresh process (one after the other); **ratio**: to `resnet50`'s time in the same run; "
+        "a fresh process, models in turn and every other round in reverse order; **ratio**: "
+        "to `resnet50`'s time in the same run; "
         "**MAC ratio**: multiply-adds (`a2gluon.profile.profile_model`, batch 1) over "
         "`resnet50`'s.",
         "- **peak RSS**: the worker's peak resident set size after the forward passes and after "
@@ -289,7 +299,12 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes per phase (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes per phase (default 1)")
-    parser.add_argument("--rounds", type=int, default=1, help="fresh processes per model (default 1)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="fresh processes per model, every other round in reverse order (default 2)",
+    )
     parser.add_argument(
         "--models", default=",".join(MODELS), help=f"comma-separated (default {','.join(MODELS)})"
     )
@@ -337,7 +352,8 @@ def main(argv=None):
     started = time.perf_counter()
     rounds = {name: [] for name in names}
     for index in range(args.rounds):
-        for name in names:
+        # odd rounds in reverse order, so that a drift in the machine's load falls on all models
+        for name in names if index % 2 == 0 else names[::-1]:
             print(f"measuring {name}, round {index + 1} of {args.rounds}", file=sys.stderr, flush=True)
             rounds[name].append(run_worker(name, args, env))
     features = mx.runtime.Features()

@@ -1,6 +1,6 @@
 """Training throughput (images/s) on CPU with the real input pipeline and with --synthetic.
 
-Writes ``--images`` (default 128) JPEGs of 500 x 375 / 375 x 500 with benchmarks/data.py's
+Writes ``--images`` (default 96) JPEGs of 500 x 375 / 375 x 500 with benchmarks/data.py's
 ``make_images`` (crops of scikit-learn's sample photographs), packs them with
 ``a2gluon.data.pack`` (``--resize 0``, quality 95) into a temporary directory, and runs
 ``train_imagenet.py``'s command line (``a2gluon.cli.train.main``) in fresh processes, one epoch
@@ -12,7 +12,9 @@ each, for every case:
 
 Each case runs twice per round: on the packed records (``ImageRecordIter``, one decoding thread,
 colour jitter 0.4 and PCA lighting 0.1 as in Gluon-CV's ImageNet recipe) and with ``--synthetic``
-(random batches already in memory, as many steps), synthetic first, then real, then the next case.
+(random batches already in memory, as many steps); with ``--rounds`` (default 2) fresh processes
+per cell in the order synthetic, real, real, synthetic (so that a change in the machine's load
+during the run weighs on both alike), then the next case.
 Both use 2 classes (the packed set's), ``--log-interval 1``, lr 0.01, the default float32 and one CPU context.
 
 Per-step times: the worker (this script with ``--worker``) runs the training command line in
@@ -217,8 +219,24 @@ def data_goal():
     }
 
 
+NOISY_SPREAD = 1.3  # a cell whose processes differ by more than this is flagged
+
+
+def noisy(case):
+    """Whether the processes of either variant of `case` differ by more than NOISY_SPREAD×."""
+    for variant in ("synthetic", "real"):
+        rounds = case[variant].get("round_images_per_s") or []
+        if len(rounds) > 1 and max(rounds) > NOISY_SPREAD * min(rounds):
+            return True
+    return False
+
+
 def fmt(res, key="images_per_s"):
-    return f"{res[key]:.1f}" if key in res else f"failed ({res.get('error', 'not run')})"
+    if key not in res:
+        return f"failed ({res.get('error', 'not run')})"
+    rounds = res.get("round_images_per_s") or []
+    spread = f" ({min(rounds):.1f}–{max(rounds):.1f})" if len(rounds) > 1 else ""
+    return f"{res[key]:.1f}{spread}"
 
 
 def markdown(report):
@@ -240,7 +258,8 @@ def markdown(report):
         lines.append(
             f"| `{case['model']}` | {case['input_size']} | {case['batch']} | {fmt(syn)} | {fmt(real)} "
             f"| {'—' if ratio is None else f'{ratio:.2f}'} "
-            f"| {'—' if share is None else f'{share * 100:.0f} %'} | {steps} |"
+            f"| {'—' if share is None else f'{share * 100:.0f} %'}{' (noisy)' if noisy(case) else ''} "
+            f"| {steps} |"
         )
     lines += [
         "",
@@ -257,10 +276,13 @@ def markdown(report):
         "",
         f"- **images/s**: batch / median step time over the steps after the first {s['skip']} "
         "(warm-up), steps timed from the training loop's per-batch log lines (`--log-interval 1`); "
-        f"median over {s['rounds']} fresh process(es) per cell. The epochs' whole-run figures "
+        f"median over {s['rounds']} fresh process(es) per cell (synthetic, real, real, synthetic; in "
+        "brackets the lowest and highest process). The epochs' whole-run figures "
         "(`metrics.jsonl`, warm-up included) are in train.json.",
         "- **pipeline's share**: 1 − real / synthetic: the fraction of the training throughput lost "
-        "to reading, decoding and augmenting on the same cores.",
+        "to reading, decoding and augmenting on the same cores. **(noisy)**: the fresh processes of "
+        f"one of the two variants differ by more than {NOISY_SPREAD:g}× in images/s (other load on "
+        "the shared machine; train.json has every step's time): the share is not meaningful there.",
         f"- Machine: {env['cpu_model']}, {env['cpu_count']} cores, shared; OMP_NUM_THREADS="
         f"{env['omp_num_threads']}, OMP_WAIT_POLICY={env['omp_wait_policy']}, OMP_PROC_BIND="
         f"{env['omp_proc_bind']}; 1-minute load average {env['load_average_before'][0]:.2f} before and "
@@ -279,8 +301,8 @@ def main(argv=None):
         argv, train_argv = argv[:cut], argv[cut + 1 :]
     p = argparse.ArgumentParser(description="Training images/s, real pipeline vs --synthetic.")
     p.add_argument("--quick", action="store_true", help="a2_resnet26 at 112 only, 64 images")
-    p.add_argument("--images", type=int, default=128, help="JPEGs in the training set (default 128)")
-    p.add_argument("--rounds", type=int, default=1, help="fresh processes per cell (default 1)")
+    p.add_argument("--images", type=int, default=96, help="JPEGs in the training set (default 96)")
+    p.add_argument("--rounds", type=int, default=2, help="fresh processes per cell (default 2)")
     p.add_argument("--skip", type=int, default=2, help="warm-up steps left out (default 2)")
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
     p.add_argument("--out", type=Path, default=HERE / "results", help="output directory")
@@ -344,7 +366,8 @@ def main(argv=None):
             }
             rounds = {v: [] for v in variants}
             for index in range(args.rounds):
-                for variant, train_args in variants.items():
+                order = list(variants.items())
+                for variant, train_args in order if index % 2 == 0 else order[::-1]:  # ABBA
                     print(f"{name} {variant}, round {index + 1}", file=sys.stderr, flush=True)
                     save_dir = tmp / f"run-{name}-{variant}-{index}"
                     rounds[variant].append(run_training(train_args, env, args.skip, save_dir))
@@ -356,6 +379,7 @@ def main(argv=None):
                     continue
                 result[variant] = {
                     "images_per_s": statistics.median(r["images_per_s"] for r in done),
+                    "round_images_per_s": [r["images_per_s"] for r in done],
                     "median_step_s": statistics.median(r["median_step_s"] for r in done),
                     "mean_images_per_s": statistics.median(r["mean_images_per_s"] for r in done),
                     "epoch_images_per_sec": [r.get("epoch_images_per_sec") for r in done],

@@ -43,6 +43,9 @@ format: setup
 bench: setup
 	$(PY) benchmarks/block.py
 	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/blocks.py
+	$(PY) benchmarks/train.py
+	$(PY) benchmarks/dist.py
 	$(PY) tools/readme_tables.py
 
 readme-tables: setup

@@ -71,10 +71,31 @@ def inference_table():
     return path.read_text().strip()
 
 
+def perf_benchmarks_table():
+    """benchmarks/blocks.py, train.py and dist.py results (blocks.md links blocks_sweep.png)."""
+    parts = []
+    for name, title in (
+        (
+            "blocks",
+            "A² against Non-local against no block at the stages of `resnet26_3d` (`benchmarks/blocks.py`):",
+        ),
+        ("train", "Training throughput, real input pipeline against `--synthetic` (`benchmarks/train.py`):"),
+        (
+            "dist",
+            "Parameter-server cost on loopback, `dist_sync`, one worker against two (`benchmarks/dist.py`):",
+        ),
+    ):
+        path = ROOT / "benchmarks" / "results" / f"{name}.md"
+        body = path.read_text().strip() if path.exists() else "_Not measured yet: run `make bench`._"
+        parts.append(f"{title}\n\n{body}")
+    return "\n\n".join(parts)
+
+
 SECTIONS = {
     "models": models_table,
     "block-benchmark": block_table,
     "inference-benchmark": inference_table,
+    "perf-benchmarks": perf_benchmarks_table,
 }
 
 

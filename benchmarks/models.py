@@ -8,25 +8,28 @@ This script measures what that means in wall time for
 
 (built by ``a2gluon.models.get_model``, random initialisation, 1000 classes), each in a fresh
 worker process (this script with ``--worker``): the worker hybridizes the model with
-static_alloc and static_shape, allocates a random batch (``--batch``, default 16, at 224 x 224)
-and then
+static_alloc and static_shape, allocates a random batch (``--batch``, default 16, at 224 x 224),
+runs ``--warmup`` (at least one) untimed forward passes in inference mode and as many
+forward+backward passes (``autograd.record()`` forward, then ``backward()`` with a head gradient
+of ones, i.e. the gradient of the summed outputs; no optimizer step), and reads its peak RSS.
+Then it builds ``resnet50`` beside it (same batch, same settings), warms it up, and times
+``--repeat`` passes of each phase alternating model, resnet50, model, ... (a forward pass ends
+with ``wait_to_read`` on the output, a forward+backward pass with ``mx.nd.waitall()``).
 
-* forward: ``--warmup`` untimed and ``--repeat`` timed passes in inference mode, each ended by
-  ``wait_to_read`` on the output;
-* forward+backward: the same counts of ``autograd.record()`` forward passes followed by
-  ``backward()`` (head gradient of ones, i.e. the gradient of the sum of the outputs; no
-  optimizer step), each ended by ``mx.nd.waitall()``.
-
-The median pass, divided by the batch, is the time per image; every model's time is also
-given as a ratio to ``resnet50``'s from the same run, next to its multiply-add ratio
-(``a2gluon.profile.profile_model``, batch 1).  Models run ``--rounds`` times each in turn (every other
-round in reverse order, so that a change in the machine's load falls on all of them), in a new
-process every time, and the timings of all rounds are pooled.
+Why pairs: the machine this was written on is shared, and the load changed within minutes, so
+models timed one after the other in separate processes gave ratios off by 2x in either
+direction.  Timed alternately in one process, a model and resnet50 see the same load, and their
+ratio holds.  The ratio to resnet50 is the model's median pass over resnet50's median pass in
+the same processes; the ratio between two other models (a2_resnet50 / resnet152_v1b) is the
+ratio of their ratios to resnet50.  The time per image is the model's own median pass divided
+by the batch (inflated by whatever else ran).  ``--rounds`` repeats every model in a new
+process (every other round in reverse order), pooling the passes.  The multiply-add ratios
+come from ``a2gluon.profile.profile_model`` (batch 1).
 
 Memory is the worker's peak resident set size (``ru_maxrss``, MXNet has no CPU memory query):
-reported as the peak after the forward passes and after the forward+backward passes, and the
-latter minus the peak just before the first pass (model built and initialised, batch
-allocated), i.e. what training-mode passes needed on top of the parameters.
+reported as the peak after the model's forward warm-up passes and after its forward+backward
+ones (before resnet50 is built), and the latter minus the peak just before the first pass
+(model built and initialised, batch allocated) in the JSON.
 
 Threads: as ``benchmarks/block.py``, OMP_NUM_THREADS = ``--threads`` (default: the
 OMP_NUM_THREADS already set, else all cores) and, unless set, OMP_WAIT_POLICY=PASSIVE and
@@ -69,8 +72,9 @@ def max_rss_kib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def worker(name, batch, repeat, warmup):
-    """Time one model in this process; print one JSON line."""
+def build(name, batch):
+    """Model `name` hybridized with static memory, and the functions of one forward pass and
+    one forward+backward pass on a random batch."""
     import mxnet as mx
     from mxnet import autograd
 
@@ -83,7 +87,6 @@ def worker(name, batch, repeat, warmup):
     net.hybridize(static_alloc=True, static_shape=True)
     x = mx.nd.random.uniform(shape=(batch,) + IMAGE, ctx=mx.cpu())
     mx.nd.waitall()
-    baseline_kib = max_rss_kib()
 
     def forward():
         net(x).wait_to_read()
@@ -94,25 +97,46 @@ def worker(name, batch, repeat, warmup):
         y.backward()
         mx.nd.waitall()
 
-    result = {"model": name, "batch": batch, "baseline_rss_mib": baseline_kib / 1024}
-    for phase, run in (("forward", forward), ("train", train)):
-        warm, timed = [], []
-        for _ in range(warmup):
-            start = time.perf_counter()
-            run()
-            warm.append(time.perf_counter() - start)
-        for _ in range(repeat):
-            start = time.perf_counter()
-            run()
-            timed.append(time.perf_counter() - start)
-        result[phase] = {
-            "median_s": statistics.median(timed),
-            "timings_s": timed,
-            "warmup_s": warm,
-            "peak_rss_mib": max_rss_kib() / 1024,
-        }
+    return {"forward": forward, "train": train}
+
+
+def timed(run):
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def worker(name, batch, repeat, warmup):
+    """Measure one model in this process; print one JSON line.
+
+    The model alone first: its warm-up passes (at least one per phase), after which the peak
+    RSS is read.  Then, unless it is the baseline itself, resnet50 is built in the same process
+    and the timed passes alternate model, resnet50, model, ...: the pair sees the same load, so
+    their ratio survives other processes on the machine better than separate runs do."""
+    import mxnet as mx
+
+    runs = build(name, batch)
+    result = {"model": name, "batch": batch, "baseline_rss_mib": max_rss_kib() / 1024}
+    for phase in PHASES:
+        result[phase] = {"warmup_s": [timed(runs[phase]) for _ in range(max(warmup, 1))]}
+        mx.nd.waitall()
+        result[phase]["peak_rss_mib"] = max_rss_kib() / 1024
     result["train_extra_mib"] = result["train"]["peak_rss_mib"] - result["baseline_rss_mib"]
+    base = build(BASELINE, batch) if name != BASELINE else None
+    for phase in PHASES:
+        own, paired = [], []
+        if base is not None:
+            for _ in range(max(warmup, 1)):
+                base[phase]()
+        for _ in range(repeat):
+            own.append(timed(runs[phase]))
+            if base is not None:
+                paired.append(timed(base[phase]))
+        result[phase].update(median_s=statistics.median(own), timings_s=own)
+        if paired:
+            result[phase].update(baseline_median_s=statistics.median(paired), baseline_timings_s=paired)
     result["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
+    result["load_average_end"] = list(os.getloadavg())
     print(json.dumps(result))
 
 
@@ -146,7 +170,14 @@ def combine(rounds, batch):
     for phase in PHASES:
         timings = [t for r in done for t in r[phase]["timings_s"]]
         median = statistics.median(timings)
+        paired = [t for r in done for t in r[phase].get("baseline_timings_s", [])]
         out[phase] = {
+            # the time over resnet50's, both timed alternately in the same processes
+            "paired_ratio": median / statistics.median(paired) if paired else 1.0,
+            "baseline_timings_s": paired,
+            "round_paired_ratio": [
+                r[phase]["median_s"] / r[phase].get("baseline_median_s", r[phase]["median_s"]) for r in done
+            ],
             "median_s": median,
             "ms_per_image": median / batch * 1e3,
             "timings_s": timings,
@@ -172,10 +203,12 @@ def cpu_model():
 
 
 def time_ratio(results, name, phase, other=BASELINE):
+    """`name`'s time over `other`'s: each model is timed alternately with resnet50 in its own
+    processes, so the ratio to another model goes through resnet50's (a ratio of ratios)."""
     a, b = results.get(name, {}).get(phase), results.get(other, {}).get(phase)
     if not a or not b:
         return None
-    return a["median_s"] / b["median_s"]
+    return a["paired_ratio"] / b["paired_ratio"]
 
 
 def goals(report):
@@ -192,13 +225,7 @@ def goals(report):
             "mac_ratio": mac_ratio,
             "excess_over_macs": excess,
             "met": abs(excess) <= MAC_TOLERANCE,
-            "round_train_time_ratios": [
-                a / b
-                for a, b in zip(
-                    res["a2_resnet50"]["train"]["round_median_s"],
-                    res[BASELINE]["train"]["round_median_s"],
-                )
-            ],
+            "round_train_time_ratios": res["a2_resnet50"]["train"]["round_paired_ratio"],
         }
     vs152 = time_ratio(res, "a2_resnet50", "train", "resnet152_v1b")
     if vs152 is not None:
@@ -274,12 +301,14 @@ def markdown(report):
         "optimizer step.",
         "",
         f"- **ms/image**: median pass over the batch, passes per model: {passes}, each model in "
-        "a fresh process, models in turn and every other round in reverse order; **ratio**: "
-        "to `resnet50`'s time in the same run; "
-        "**MAC ratio**: multiply-adds (`a2gluon.profile.profile_model`, batch 1) over "
-        "`resnet50`'s.",
-        "- **peak RSS**: the worker's peak resident set size after the forward passes and after "
-        "the fwd+bwd passes (parameters, gradients, activations and MXNet's memory pool).",
+        "a fresh process (every other round in reverse order). **ratio**: median pass over "
+        "that of a `resnet50` built in the same process and timed alternately with it (pass "
+        "for pass), so that both see the same machine load; a2_resnet50 / resnet152_v1b is the "
+        "ratio of the two ratios. **MAC ratio**: multiply-adds "
+        "(`a2gluon.profile.profile_model`, batch 1) over `resnet50`'s.",
+        "- **peak RSS**: the worker's peak resident set size after the model's forward warm-up "
+        "passes and after its fwd+bwd ones, before the paired resnet50 is built (parameters, "
+        "gradients, activations and MXNet's memory pool).",
         f"- Machine: {env['cpu_model']}, {env['cpu_count']} cores, "
         f"OMP_NUM_THREADS={env['omp_num_threads']}, OMP_WAIT_POLICY={env['omp_wait_policy']}, "
         f"OMP_PROC_BIND={env['omp_proc_bind']}, oneDNN: {'yes' if env['onednn'] else 'no'}, "

@@ -43,6 +43,7 @@ format: setup
 bench: setup
 	$(PY) benchmarks/block.py
 	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/models.py
 	$(PY) benchmarks/blocks.py
 	$(PY) benchmarks/train.py
 	$(PY) benchmarks/dist.py

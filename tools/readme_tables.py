@@ -71,6 +71,13 @@ def inference_table():
     return path.read_text().strip()
 
 
+def models_benchmark_table():
+    path = ROOT / "benchmarks" / "results" / "models.md"
+    if not path.exists():
+        return "_Not measured yet: run `make bench`._"
+    return path.read_text().strip()
+
+
 def perf_benchmarks_table():
     """benchmarks/blocks.py, train.py and dist.py results (blocks.md links blocks_sweep.png)."""
     parts = []
@@ -95,6 +102,7 @@ SECTIONS = {
     "models": models_table,
     "block-benchmark": block_table,
     "inference-benchmark": inference_table,
+    "models-benchmark": models_benchmark_table,
     "perf-benchmarks": perf_benchmarks_table,
 }
 

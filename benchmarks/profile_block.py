@@ -102,6 +102,31 @@ class VTransposed4D(DoubleAttention):
         return x + self.norm(self.extend(z))
 
 
+class FusedProjections(DoubleAttention):
+    """phi, theta and rho as one 1x1 convolution over the concatenated weights (x read once,
+    one larger oneDNN convolution), then split into A, B and V (the split replaces the
+    reshapes' reorder copies).  m == n only."""
+
+    def hybrid_forward(self, F, x):
+        def get(param):
+            return param.var() if F is mx.sym else param.data()
+
+        convs = (self.phi, self.theta, self.rho)
+        weight = F.concat(*[get(c.weight) for c in convs], dim=0)
+        bias = F.concat(*[get(c.bias) for c in convs], dim=0)
+        y = F.Convolution(x, weight, bias, kernel=(1, 1), num_filter=self.m + 2 * self.n)
+        a_map, b, v = F.split(y, num_outputs=3, axis=1)
+        a = a_map.reshape((0, 0, -1))
+        b = b.reshape((0, 0, -1))
+        v_t = F.transpose(v, axes=(0, 2, 3, 1)).reshape((0, -3, 0))
+        maps = F.softmax(b, axis=2)
+        vectors_t = F.softmax(v_t, axis=2)
+        descriptors = F.batch_dot(a, maps, transpose_b=True)
+        z = F.batch_dot(descriptors, vectors_t, transpose_b=True)
+        z = F.reshape_like(z, a_map)
+        return x + self.norm(self.extend(z))
+
+
 class SwapOperands(DoubleAttention):
     """G^T = softmax(B) A^T (transpose the other operand), Z = (G^T)^T softmax(V)."""
 
@@ -138,6 +163,7 @@ VARIANTS = {
     "axis1": AxisOneSoftmax,
     "vt_softmax": VTransposedSoftmax,
     "vt4d": VTransposed4D,
+    "fused": FusedProjections,
     "swap": SwapOperands,
     "softmax4d": Softmax4D,
 }

@@ -25,6 +25,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from a2gluon.nn import DoubleAttention  # noqa: E402
 
+# mx.profiler's chrome trace (only the aggregate table is printed); kept out of the work tree
+TRACE = os.path.join(tempfile.gettempdir(), "a2gluon-profile_block.json")
 SIZES = {"conv3": (512, 28, 28), "conv4": (1024, 14, 14)}
 
 
@@ -247,7 +250,7 @@ def profile_block(sizes, batch, repeat, name):
         for backward in (False, True):
             for _ in range(2):
                 step(block, x, backward)
-            mx.profiler.set_config(profile_all=True, aggregate_stats=True)
+            mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=TRACE)
             mx.profiler.set_state("run")
             for _ in range(repeat):
                 step(block, x, backward)
@@ -271,7 +274,7 @@ def profile_network(batch, repeat, model="a2_resnet50"):
             y = net(x)
         y.backward()
         mx.nd.waitall()
-    mx.profiler.set_config(profile_all=True, aggregate_stats=True)
+    mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=TRACE)
     mx.profiler.set_state("run")
     for _ in range(repeat):
         with autograd.record():

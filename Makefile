@@ -42,6 +42,7 @@ format: setup
 
 bench: setup
 	$(PY) benchmarks/block.py
+	$(PY) benchmarks/data.py
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/models.py
 	$(PY) benchmarks/blocks.py

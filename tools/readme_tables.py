@@ -57,31 +57,23 @@ def models_table():
     return "\n".join(rows)
 
 
-def block_table():
-    path = ROOT / "benchmarks" / "results" / "block.md"
-    if not path.exists():
-        return "_Not measured yet: run `make bench`._"
-    return path.read_text().strip()
+NOT_MEASURED = "_Not measured yet: run `make bench`._"
 
 
-def inference_table():
-    path = ROOT / "benchmarks" / "results" / "inference.md"
-    if not path.exists():
-        return "_Not measured yet: run `make bench`._"
-    return path.read_text().strip()
+def result(name):
+    """The Markdown a benchmark wrote to benchmarks/results/NAME.md."""
+    path = ROOT / "benchmarks" / "results" / f"{name}.md"
+    return path.read_text().strip() if path.exists() else NOT_MEASURED
 
 
-def models_benchmark_table():
-    path = ROOT / "benchmarks" / "results" / "models.md"
-    if not path.exists():
-        return "_Not measured yet: run `make bench`._"
-    return path.read_text().strip()
+def results(*named):
+    """Several benchmarks' tables, each after its one-line title."""
+    return "\n\n".join(f"{title}\n\n{result(name)}" for name, title in named)
 
 
 def perf_benchmarks_table():
     """benchmarks/blocks.py, train.py and dist.py results (blocks.md links blocks_sweep.png)."""
-    parts = []
-    for name, title in (
+    return results(
         (
             "blocks",
             "A² against Non-local against no block at the stages of `resnet26_3d` (`benchmarks/blocks.py`):",
@@ -91,18 +83,15 @@ def perf_benchmarks_table():
             "dist",
             "Parameter-server cost on loopback, `dist_sync`, one worker against two (`benchmarks/dist.py`):",
         ),
-    ):
-        path = ROOT / "benchmarks" / "results" / f"{name}.md"
-        body = path.read_text().strip() if path.exists() else "_Not measured yet: run `make bench`._"
-        parts.append(f"{title}\n\n{body}")
-    return "\n\n".join(parts)
+    )
 
 
 SECTIONS = {
     "models": models_table,
-    "block-benchmark": block_table,
-    "inference-benchmark": inference_table,
-    "models-benchmark": models_benchmark_table,
+    "block-benchmark": lambda: result("block"),
+    "data-benchmark": lambda: result("data"),
+    "inference-benchmark": lambda: result("inference"),
+    "models-benchmark": lambda: result("models"),
     "perf-benchmarks": perf_benchmarks_table,
 }
 

@@ -54,6 +54,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _common import cpu_model
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ASSOCIATIONS = ("left", "right")
@@ -203,17 +205,6 @@ def human_bytes(count):
             return f"{value:.3g} {unit}"
         value /= 1024
     return f"{value:.3g} GiB"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def ratio(results, key):

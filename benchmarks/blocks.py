@@ -58,6 +58,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _common import cpu_model
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MODEL = "resnet26_3d"
@@ -336,17 +338,6 @@ def markdown(report):
         "",
     ]
     return "\n".join(lines)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def ratio(results, key):

@@ -50,6 +50,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _common import cpu_model
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 INPUT_SIZE = 224
@@ -229,17 +231,6 @@ def run(cmd, env):
     result = json.loads(lines[-1])
     result["process_wall_s"] = time.perf_counter() - start
     return result
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def markdown(report):

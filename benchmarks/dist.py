@@ -55,10 +55,7 @@ SETTINGS = {  # name: (label, workers; 0 = no parameter server)
 
 sys.path.insert(0, str(HERE))
 import train as train_bench  # noqa: E402  (benchmarks/train.py: the training worker)
-
-
-def cpu_model():
-    return train_bench.cpu_model()
+from _common import cpu_model  # noqa: E402
 
 
 def run_setting(name, args, tmp):

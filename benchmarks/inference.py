@@ -63,6 +63,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _common import cpu_model
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MODELS = ("a2_resnet50", "resnet50")  # the A² model first, then its baseline
@@ -295,17 +297,6 @@ def combine(rounds):
         worker_wall_s=[r["worker_wall_s"] for r in done],
     )
     return out
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def markdown(report):

@@ -57,6 +57,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _common import cpu_model
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MODELS = ("resnet50", "a2_resnet50", "resnet50_v1b", "resnet152_v1b", "se_resnet50_v1")
@@ -198,17 +200,6 @@ def combine(rounds, batch):
     out["train_extra_mib"] = max(r["train_extra_mib"] for r in done)
     out["worker_wall_s"] = [r["worker_wall_s"] for r in done]
     return out
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_ratio(results, name, phase, other=BASELINE):

@@ -59,6 +59,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _common import cpu_model
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CASES = {  # name: (model, input size, batch, share of the images)
@@ -174,17 +176,6 @@ def load_data_bench():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def data_goal():

@@ -10,7 +10,7 @@ import sys
 import mxnet as mx
 from tqdm import tqdm
 
-from ..data import check_records, folder_val_loader, read_classes, val_iter
+from ..data import check_records, folder_val_loader, read_classes, scan_image_folder, val_iter
 from ..deploy import load_gluon_model, load_symbol_model
 from ..deploy.command import run_command
 from ..deploy.export import check_input_shape
@@ -82,12 +82,11 @@ def check_usage(parser, args):
 
 
 def data_classes(args):
-    """The class names beside the data (None when unknown)."""
+    """(class names beside the data or None when unknown, number of images or None)."""
     if args.rec_val:
-        return read_classes(args.rec_val)
-    if not os.path.isdir(args.data_dir):
-        raise EvalError(f"--data-dir {args.data_dir} is not a directory")
-    return sorted(d for d in os.listdir(args.data_dir) if os.path.isdir(os.path.join(args.data_dir, d)))
+        return read_classes(args.rec_val), None
+    classes, items, _ = scan_image_folder(args.data_dir)  # the labelling the folder loader uses
+    return classes, len(items)
 
 
 def load(args, params, ctx, num_classes):
@@ -202,7 +201,7 @@ def write_per_class(path, metric, classes):
 
 def run(args):
     ctx = get_contexts(args.num_gpus)
-    classes = data_classes(args)
+    classes, args.num_images = data_classes(args)
     if args.rec_val:
         source = args.rec_val
     else:
@@ -212,8 +211,6 @@ def run(args):
         raise EvalError(f"--num-classes is {args.num_classes} but {source} has {len(classes)} classes")
     if args.rec_val:
         args.num_images = check_records(args.rec_val, args.rec_val_idx, num_classes).num_images
-    else:
-        args.num_images = None
 
     if args.checkpoints:
         found = checkpoint.list_checkpoints(args.checkpoints)

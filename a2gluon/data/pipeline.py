@@ -200,6 +200,14 @@ def _check_part(num_images, num_parts, part_index, rec):
     return size
 
 
+def _open_part(rec, idx, num_parts, part_index):
+    """(rec, idx, images in this part) after checking the files and the part."""
+    rec, idx = os.fspath(rec), os.fspath(idx)
+    _require_files(rec, idx)
+    num_images = read_index(idx)[0].size
+    return rec, idx, _check_part(num_images, num_parts, part_index, rec)
+
+
 def _normalise_args(input_size):
     return dict(
         data_shape=(3, input_size, input_size),
@@ -247,10 +255,7 @@ def train_iter(
     number of batches, wrap it: ``mx.io.ResizeIter(it, it.num_batches)`` (with the same count
     on every worker, e.g. that of part 0, the largest).
     """
-    rec, idx = os.fspath(rec), os.fspath(idx)
-    _require_files(rec, idx)
-    num_images = read_index(idx)[0].size
-    size = _check_part(num_images, num_parts, part_index, rec)
+    rec, idx, size = _open_part(rec, idx, num_parts, part_index)
     args = dict(
         path_imgrec=rec,
         path_imgidx=idx,
@@ -353,10 +358,7 @@ def val_iter(
     :class:`ValIter`: drop the last ``pad`` rows).  ``len(it)`` is the number of batches and
     ``it.num_images`` the number of images of this part.
     """
-    rec, idx = os.fspath(rec), os.fspath(idx)
-    _require_files(rec, idx)
-    num_images = read_index(idx)[0].size
-    size = _check_part(num_images, num_parts, part_index, rec)
+    rec, idx, size = _open_part(rec, idx, num_parts, part_index)
     args = dict(
         path_imgrec=rec,
         path_imgidx=idx,

@@ -294,9 +294,6 @@ def fit(args):
     )
     if args.dtype == "float16":
         amp.init_trainer(trainer)
-    # Gradients are summed over this worker's devices; make_trainer makes synchronous kvstores
-    # and Horovod average over the workers, so step() divides by this worker's images.
-    step_images = batch
 
     history, best_top1, start_epoch, skip_batches = [], -1.0, 0, 0
     if resume is not None:
@@ -386,7 +383,9 @@ def fit(args):
                             autograd.backward(scaled)
                     else:
                         autograd.backward(losses)
-                trainer.step(step_images)
+                # summed over this worker's devices; make_trainer has synchronous kvstores and
+                # Horovod average over the workers: step() divides by this worker's images
+                trainer.step(batch)
                 batch_loss = sum(float(l.sum().asscalar()) for l in losses)
                 if not math.isfinite(batch_loss):
                     raise TrainError(

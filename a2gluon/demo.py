@@ -108,7 +108,7 @@ def main(argv=None):
     prefix = os.path.join(export, args.model)
     step(
         "5. export symbol + params and ONNX",
-        [py, "-m", "a2gluon.export", "--params", best, "--out", prefix, "--onnx"],
+        [py, "-m", "a2gluon.export", "--params", best, "--out", prefix, "--onnx", "--force"],
     )
     image = sorted(
         os.path.join(f"{data}/val/digit7", f)

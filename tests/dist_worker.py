@@ -6,6 +6,10 @@ tests/dist_worker.py OUT_DIR --kvstore horovod`. Each worker starts from differe
 weights (seeded by its rank) and reads a different shard of one fixed data set, so that equal
 final weights show both the initial broadcast and the gradient exchange. `tests/test_launch.py`
 imports the helpers below to train the same net in one process as the reference.
+
+`--raise-task T --raise-at-batch K` makes worker T raise in batch K while the others block in
+the parameter server; like the trainer, the worker then prints one line and leaves with
+`os._exit(1)` (a ps-lite worker that just raises hangs in the store's shutdown).
 """
 
 import argparse
@@ -35,9 +39,11 @@ def build_net(seed):
     return net
 
 
-def train(net, trainer, x, y, batch_size):
+def train(net, trainer, x, y, batch_size, raise_at_batch=None):
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
-    for start in range(0, len(x), batch_size):
+    for batch, start in enumerate(range(0, len(x), batch_size)):
+        if batch == raise_at_batch:
+            raise RuntimeError(f"simulated failure at batch {batch}")
         xb, yb = mx.nd.array(x[start : start + batch_size]), mx.nd.array(y[start : start + batch_size])
         with mx.autograd.record():
             loss = loss_fn(net(xb), yb)
@@ -50,18 +56,36 @@ def weights(net):
 
 
 def main():
-    from a2gluon.engine.distributed import barrier, create_kvstore, make_trainer, shard
-
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
     parser.add_argument("--kvstore", default="dist_sync")
     parser.add_argument("--batches", type=int, default=4, help="batches per worker")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--fail-task", type=int, help="this DMLC_TASK_ID exits with code 3")
+    parser.add_argument("--raise-task", type=int, help="this DMLC_TASK_ID raises at --raise-at-batch")
+    parser.add_argument("--raise-at-batch", type=int, default=1, help="batch index for --raise-task")
     args = parser.parse_args()
 
-    if args.fail_task is not None and os.environ.get("DMLC_TASK_ID") == str(args.fail_task):
+    task = os.environ.get("DMLC_TASK_ID")
+    if args.fail_task is not None and task == str(args.fail_task):
         sys.exit(3)
+    raise_at_batch = (
+        args.raise_at_batch if args.raise_task is not None and task == str(args.raise_task) else None
+    )
+    try:
+        run(args, raise_at_batch)
+    except Exception as exc:  # noqa: BLE001 - a ps-lite worker that raises hangs in shutdown
+        # As the trainer does: one line, then exit at once (a plain raise would block in the
+        # parameter server's shutdown until the launcher's --timeout).
+        print(
+            f"dist_worker.py: error on task {task}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True
+        )
+        os._exit(1)
+
+
+def run(args, raise_at_batch):
+    """Train one epoch on this worker's shard and save the initial and final weights."""
+    from a2gluon.engine.distributed import barrier, create_kvstore, make_trainer, shard
 
     kv, info = create_kvstore(args.kvstore, 1)
     num_parts, part_index = shard(info)
@@ -72,7 +96,7 @@ def main():
     net = build_net(seed=1000 + info.rank)  # different initial weights on every worker
     initial = weights(net)
     trainer = make_trainer(net.collect_params(), OPTIMIZER, OPTIMIZER_PARAMS, kv, info)
-    train(net, trainer, x, y, args.batch_size)
+    train(net, trainer, x, y, args.batch_size, raise_at_batch)
     barrier(kv, info)
 
     out = os.path.join(args.out_dir, f"rank{info.rank}.npz")

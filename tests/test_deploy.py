@@ -205,6 +205,18 @@ def test_load_gluon_model_errors(small, tmp_path):
     )
 
 
+def test_meta_json_of_other_params_is_named_not_num_classes(small, tmp_path):
+    """A meta JSON whose class count differs from its params file: the JSON is at fault, and
+    --num-classes (never given) is not the remedy."""
+    params = tmp_path / "net.params"
+    params.write_bytes(open(small["params"], "rb").read())
+    (tmp_path / "net.json").write_text(json.dumps({"model": "a2_resnet26", "num_classes": 5}))
+    with pytest.raises(ModelLoadError) as info:
+        load_gluon_model(None, str(params))
+    assert f"saved for 7 classes but {tmp_path / 'net.json'} says 5" in str(info.value)
+    assert "--num-classes" not in str(info.value)
+
+
 def test_load_symbol_model_errors(small, tmp_path):
     with pytest.raises(ModelLoadError, match="-symbol.json does not exist"):
         load_symbol_model(str(tmp_path / "nothing"))
@@ -265,7 +277,13 @@ def _bad_cases(small, tmp):
         net.save_parameters(other)
     p, img = small["params"], small["image"]
     ex = ["--out", str(tmp / "out")]
+    folder = tmp / "folder"
+    folder.mkdir(exist_ok=True)
+    gluon = ["--model", "a2_resnet26", "--params", p]
     return [
+        ("export", gluon + ["--out", str(folder) + "/"], "is a folder"),
+        ("export", gluon + ["--out", str(folder)], "is a folder"),
+        ("predict", [str(folder)] + gluon, "is a directory"),
         (
             "export",
             ["--model", "a2_resnet26", "--params", str(tmp / "missing.params")] + ex,
@@ -304,3 +322,142 @@ def test_bad_input_real_process(tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "nope-symbol.json does not exist" in lines[0], proc.stderr
+
+
+# --- error lines, export over an earlier export, fatal signals --------------------------------
+
+
+def _error_of(fn):
+    with pytest.raises(Exception) as info:
+        fn()
+    return info.value
+
+
+def test_error_line_says_what_went_wrong_in_real_mxnet_errors(tmp_path):
+    """MXNet 1.9.1's errors start with "Traceback (most recent call last):" and C++ frames;
+    error_line gives the message, and names the file when the error does."""
+    import errno
+
+    from a2gluon.errors import error_line
+
+    good = tmp_path / "good.params"
+    mx.nd.save(str(good), {"w": mx.nd.ones((64, 64))})
+    truncated = tmp_path / "truncated.params"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    net = mx.gluon.nn.Dense(3, in_units=4)
+    net.initialize()
+    rec = tmp_path / "data.rec"
+    writer = mx.recordio.MXRecordIO(str(rec), "w")
+    writer.write(mx.recordio.pack_img(mx.recordio.IRHeader(0, 0.0, 0, 0), np.zeros((8, 8, 3), np.uint8)))
+    writer.close()
+    cut = tmp_path / "cut.rec"
+    cut.write_bytes(rec.read_bytes()[:-3])
+    cases = [
+        (lambda: mx.nd.load(str(truncated)), "Invalid NDArray file format"),
+        (lambda: net.load_parameters(str(truncated)), "Invalid NDArray file format"),
+        (lambda: mx.nd.load(str(tmp_path / "none.params")), f"No such file or directory: {tmp_path}"),
+        (lambda: mx.sym.load(str(truncated)), "Expect '{'"),
+        (lambda: mx.nd.dot(mx.nd.ones((2, 3)), mx.nd.ones((4, 5))).wait_to_read(), "dot shape error"),
+        (
+            lambda: mx.io.ImageRecordIter(path_imgrec=str(cut), data_shape=(3, 8, 8), batch_size=1).next(),
+            "do not align",
+        ),
+    ]
+    if os.path.exists("/dev/full"):  # a write to a full disk
+        cases.append((lambda: mx.nd.save("/dev/full", {"w": mx.nd.ones((512, 512))}), "disk full"))
+    for fn, expect in cases:
+        err = _error_of(fn)
+        assert str(err).startswith("Traceback (most recent call last):")  # what the old line showed
+        line = error_line(err)
+        assert expect in line and "Traceback" not in line and "\n" not in line, (expect, line)
+        assert not line.startswith(("MXNetError", "Check failed")), line
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "model.json"))
+    assert error_line(full).startswith(f"no space left on device: {tmp_path / 'model.json'}")
+    assert error_line(PermissionError(errno.EACCES, "Permission denied", "/x")) == "Permission denied: /x"
+    assert error_line(ValueError("what went wrong\ndetails")) == "what went wrong"
+    assert error_line(ValueError()) == "ValueError"
+
+
+def test_run_command_prints_the_message_of_an_mxnet_error(tmp_path, capsys):
+    import argparse
+
+    from a2gluon.deploy.command import run_command
+
+    bad = tmp_path / "bad.params"
+    bad.write_bytes(b"\x00" * 64)
+    code = run_command("prog", lambda args: mx.nd.load(str(bad)), argparse.Namespace())
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith("prog: error: MXNet failed: Invalid NDArray file format; rerun with --debug")
+
+
+def test_export_over_an_earlier_export_needs_force_and_leaves_none_of_its_files(small, tmp_path, capsys):
+    prefix = str(tmp_path / "model")
+    classes = tmp_path / "names.txt"
+    classes.write_text("\n".join(f"c{i}" for i in range(7)))
+    base = ["--model", "a2_resnet26", "--params", small["params"], "--out", prefix, "--input-size", "64"]
+    assert export_cli.main(base + ["--classes", str(classes)]) == 0
+    for tail in ("-0003.params", ".onnx"):  # an older export's files under the same prefix
+        open(prefix + tail, "w").close()
+    for tail in ("-0009.params", "-0009.json"):  # a training checkpoint: not part of any export
+        open(prefix + tail, "w").close()
+    capsys.readouterr()
+    assert export_cli.main(base) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exists" in err[0] and "--force" in err[0], err
+    assert export_cli.main(base + ["--force"]) == 0
+    names = sorted(os.listdir(tmp_path))
+    expect = ["model-0000.params", "model-0009.json", "model-0009.params", "model-symbol.json", "model.json"]
+    assert names == sorted(expect + ["names.txt"]), names
+    assert load_symbol_model(prefix).classes is None  # not the class list of the first export
+
+
+def test_export_that_fails_or_is_interrupted_leaves_no_file(small, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from a2gluon.deploy import export as export_module
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    prefix = tmp_path / "out" / "model"
+    args = ["--model", "a2_resnet26", "--params", small["params"], "--out", str(prefix), "--input-size", "64"]
+    for fake, code in ((disk_full, 2), (interrupt, 130)):
+        monkeypatch.setattr(export_module.json, "dump", fake)
+        assert export_cli.main(args) == code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert os.listdir(prefix.parent) == []  # neither the files written before nor temporary ones
+    assert err[0] == "python -m a2gluon.export: interrupted"
+    monkeypatch.setattr(export_module.json, "dump", disk_full)
+    export_cli.main(args)
+    assert f"no space left on device: {prefix}.json" in capsys.readouterr().err
+    monkeypatch.undo()
+    save = mx.nd.save
+
+    def cut_short(path, data):  # what a disk that fills up during the last buffer's write leaves
+        save(path, data)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) - 8)
+
+    monkeypatch.setattr(mx.nd, "save", cut_short)
+    assert export_cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{prefix}-0000.params was not written completely (is the disk full?)" in err
+    assert os.listdir(prefix.parent) == []
+
+
+def test_fatal_signal_in_predict_prints_the_python_stack(tmp_path):
+    """A damaged image can kill MXNet's decoder with SIGFPE: the stack, not silence."""
+    code = (
+        "import os, signal, sys\n"
+        "import a2gluon.cli.predict as cli\n"
+        "cli.run = lambda args: os.kill(os.getpid(), signal.SIGFPE)\n"
+        "sys.exit(cli.main(['x.jpg', '--symbol', 'nothing']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0
+    assert "Fatal Python error: Floating point exception" in proc.stderr, proc.stderr[-2000:]

@@ -3,6 +3,7 @@ Gluon params, exported symbols and whole checkpoint directories, and one-line er
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -158,4 +159,128 @@ def test_bad_input_is_one_line(digits, tmp_path):
             ]
         ),
         "x.rec",
+    )
+
+
+# --- skipped images and checkpoints, messages that fit what was given ---------------------------
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    """Params of an untrained 10-class a2_resnet26 with the trainer's meta JSON beside them."""
+    import mxnet as mx
+
+    from a2gluon.models import get_model
+
+    folder = tmp_path_factory.mktemp("untrained")
+    net = get_model("a2_resnet26", classes=10)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    params = folder / "net.params"
+    net.save_parameters(str(params))
+    meta = {"model": "a2_resnet26", "model_kwargs": {}, "num_classes": 10, "input_size": 32}
+    (folder / "net.json").write_text(json.dumps(meta))
+    return str(params)
+
+
+def in_process(args, capsys):
+    """(exit status, stdout, stderr lines) of eval_imagenet.py run in this process."""
+    from a2gluon.cli import evaluate as cli
+
+    code = cli.main(["--no-progress"] + args)
+    out = capsys.readouterr()
+    return code, out.out, [line for line in out.err.splitlines() if line.strip()]
+
+
+def test_usage_finds_the_meta_json_beside_params_of_any_name(tmp_path):
+    from a2gluon.cli import evaluate as cli
+
+    weights = tmp_path / "net.weights"
+    weights.touch()
+    (tmp_path / "net.weights.json").write_text('{"model": "a2_resnet26"}')
+    parser = cli.build_parser()
+    args = parser.parse_args(["--params", str(weights), "--rec-val", "v.rec", "--rec-val-idx", "v.idx"])
+    cli.check_usage(parser, args)  # the meta JSON names the model: no --model needed
+    (tmp_path / "net.weights.json").unlink()
+    with pytest.raises(SystemExit):
+        cli.check_usage(parser, args)
+
+
+def test_num_classes_is_mentioned_only_when_given(digits, untrained, tmp_path, capsys):
+    three = tmp_path / "three"
+    three.mkdir()
+    for name in digits["classes"][:3]:
+        (three / name).symlink_to(Path(digits["images_dir"]["val"]) / name, target_is_directory=True)
+    code, _, err = in_process(["--params", untrained, "--data-dir", str(three)], capsys)
+    assert code == 2 and len(err) == 1, err
+    assert "the model has 10 classes but the data" in err[0] and "has 3" in err[0], err
+    assert "--num-classes" not in err[0], err
+    code, _, err = in_process(["--params", untrained, "--data-dir", str(three), "--num-classes", "3"], capsys)
+    assert code == 2 and len(err) == 1 and "--num-classes" in err[0], err
+
+
+def test_folder_skips_images_that_do_not_decode_as_the_packer_does(digits, untrained, tmp_path, capsys):
+    val = tmp_path / "val"
+    shutil.copytree(digits["images_dir"]["val"], val)
+    first = sorted((val / digits["classes"][0]).iterdir())[0]
+    (first.parent / "truncated.jpg").write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+    (first.parent / "empty.jpg").write_bytes(b"")
+    result = tmp_path / "r.json"
+    code, out, err = in_process(
+        ["--params", untrained, "--data-dir", str(val), "--json-out", str(result)], capsys
+    )
+    assert code == 0, err
+    images = digits["images"][1]
+    assert err[0] == f"eval_imagenet.py: skipped 2 of {images + 2} images in {val} that do not decode " + (
+        "(the packer skips them too):"
+    )
+    assert sorted(line.strip() for line in err[1:]) == [
+        f"{digits['classes'][0]}/{name}: not a decodable image" for name in ("empty.jpg", "truncated.jpg")
+    ]
+    scored = json.loads(result.read_text())
+    assert scored["images"] == images and len(scored["skipped_images"]) == 2
+    assert f"on {images} images" in out
+
+
+def test_fatal_signal_prints_the_python_stack():
+    """A damaged record can kill MXNet's decoder with SIGFPE: the stack, not silence."""
+    code = (
+        "import os, signal, sys\n"
+        "import a2gluon.cli.evaluate as cli\n"
+        "cli.run = lambda args: os.kill(os.getpid(), signal.SIGFPE)\n"
+        "sys.exit(cli.main(['--model', 'a2_resnet26', '--params', 'x.params', '--rec-val', 'v.rec',"
+        " '--rec-val-idx', 'v.idx']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0
+    assert "Fatal Python error: Floating point exception" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_checkpoints_skips_damaged_ones_and_fails_only_when_none_scores(digits, digits_run, tmp_path, capsys):
+    save, _ = digits_run
+    for epoch in (4, 5, 6):
+        for tail in (".params", ".json"):
+            name = f"imagenet-a2_resnet26-{epoch:04d}{tail}"
+            shutil.copyfile(save / name, tmp_path / name)
+    stem = str(tmp_path / "imagenet-a2_resnet26-")
+    Path(stem + "0004.json").write_text("{")  # broken JSON
+    params = Path(stem + "0005.params")
+    params.write_bytes(params.read_bytes()[:1000])  # truncated params
+    result = tmp_path / "r.json"
+    args = ["--checkpoints", str(tmp_path), "--json-out", str(result)] + digits["val"]
+    code, out, err = in_process(args, capsys)
+    assert code == 0, err
+    assert len(err) == 2, err
+    assert err[0].startswith(f"eval_imagenet.py: skipped {stem}0004.params: {stem}0004.json is not"), err
+    assert err[1].startswith(f"eval_imagenet.py: skipped {stem}0005.params: {stem}0005.params is not"), err
+    scored = json.loads(result.read_text())
+    assert [c["epoch"] for c in scored["checkpoints"]] == [6] and len(scored["skipped_checkpoints"]) == 2
+    assert scored["top1"] == pytest.approx(metrics(save)[-1]["val_top1"], abs=1e-9)
+    assert "best: epoch 6" in out
+    Path(stem + "0006.params").write_bytes(b"")
+    code, _, err = in_process(args, capsys)
+    assert code == 2 and len(err) == 4, err
+    assert err[-1] == f"eval_imagenet.py: error: none of the 3 checkpoints in {tmp_path} could be scored " + (
+        "(each is skipped above with the reason)"
     )

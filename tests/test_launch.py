@@ -2,6 +2,8 @@
 
 import importlib.util
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -149,6 +151,216 @@ def test_timeout_kills_every_process_of_the_job(tmp_path):
         assert "Z" in state, f"process {pid} still running: {state}"
 
 
+def _left_running(marker, wait=3.0):
+    """Pids of live processes (not zombies) whose command line contains `marker`, after
+    giving processes killed a moment ago `wait` seconds to go."""
+    deadline = time.monotonic() + wait
+    while True:
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+                with open(f"/proc/{entry}/stat") as f:
+                    state = f.read().rpartition(")")[2].split()[0]
+            except OSError:
+                continue
+            if marker.encode() in cmdline and state != "Z":
+                pids.append(int(entry))
+        if not pids or time.monotonic() >= deadline:
+            return pids
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_worker_raising_mid_training_ends_the_job_with_its_message(tmp_path):
+    # Worker 1 raises in batch 2 while worker 0 and the server block in its push/pull.
+    code, err, seconds = _launch(
+        ["-n", "2", "-s", "1", "--timeout", "90"],
+        [
+            sys.executable,
+            WORKER,
+            str(tmp_path),
+            "--batches",
+            "8",
+            "--raise-task",
+            "1",
+            "--raise-at-batch",
+            "2",
+        ],
+    )
+    assert code == 1, err[-3000:]
+    assert "dist_worker.py: error on task 1: RuntimeError: simulated failure at batch 2" in err
+    assert "python -m a2gluon.launch: error: worker 1 exited with code 1; stopping the job" in err
+    assert seconds < 30  # ended by the failure, not by --timeout
+    assert not (tmp_path / "rank0.npz").exists()
+    assert _left_running(str(tmp_path)) == []
+
+
+def test_worker_killed_by_a_signal_is_named(tmp_path):
+    # Worker 1 dies as a damaged JPEG kills the decoder; the others wait for it to register.
+    script = (
+        "import os, signal\n"
+        "if os.environ['DMLC_ROLE'] == 'worker' and os.environ['DMLC_TASK_ID'] == '1':\n"
+        "    os.kill(os.getpid(), signal.SIGFPE)\n"
+        "import mxnet\n"
+    )
+    code, err, seconds = _launch(
+        ["-n", "2", "-s", "1", "--timeout", "60", "--env-worker", "A2_W:1"],
+        [sys.executable, "-c", script, str(tmp_path)],
+    )
+    assert code == 128 + signal.SIGFPE, err[-3000:]
+    assert "error: worker 1 was killed by SIGFPE (exit code 136); stopping the job" in err
+    assert seconds < 30
+    assert _left_running(str(tmp_path)) == []
+
+
+# A job for the stop tests: every worker "writes a checkpoint" (sleeps) on SIGTERM, then notes
+# how many of the other processes still ran and leaves; the scheduler and the server run their
+# node inside `import mxnet`, and never end on their own (the workers skip ps-lite's shutdown).
+STOP_JOB = """
+import os, signal, sys, time
+
+OUT, SECONDS = sys.argv[1], float(sys.argv[2])
+NAME = os.environ["DMLC_ROLE"] + "-" + os.environ.get("DMLC_TASK_ID", "0")
+with open(os.path.join(OUT, NAME + ".pid"), "w") as f:
+    f.write(str(os.getpid()))
+
+
+def running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def checkpoint(signum, frame):
+    time.sleep(SECONDS)
+    others = [n for n in os.listdir(OUT) if n.endswith(".pid") and not n.startswith("worker")]
+    alive = sum(running(int(open(os.path.join(OUT, n)).read())) for n in others)
+    with open(os.path.join(OUT, NAME + ".done"), "w") as f:
+        f.write(f"{len(others)} {alive}")
+    os._exit(0)
+
+
+if NAME.startswith("worker"):
+    signal.signal(signal.SIGTERM, checkpoint)
+import mxnet as mx
+
+kv = mx.kv.create("dist_sync")  # kept: the store's destructor would end the job
+open(os.path.join(OUT, NAME + ".ready"), "w").close()
+while True:
+    time.sleep(0.1)
+"""
+
+
+def _start_stop_job(tmp_path, options, checkpoint_seconds):
+    """Start STOP_JOB (2 workers, 1 server) under the launcher; (Popen, out dir) once the
+    workers are connected to the parameter server."""
+    script = tmp_path / "stop_job.py"
+    script.write_text(STOP_JOB)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a2gluon.launch", "-n", "2", "-s", "1", "--timeout", "120", *options]
+        + ["--", sys.executable, str(script), str(out), str(checkpoint_seconds)],
+        cwd=ROOT,
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not all((out / f"worker-{rank}.ready").exists() for rank in (0, 1)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _end(proc, tmp_path)
+            pytest.fail(f"the job did not start: {proc.stderr.read()[-3000:]}")
+        time.sleep(0.1)
+    return proc, out
+
+
+def _end(proc, tmp_path):
+    """Leave nothing behind, whatever the test saw."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pid in _left_running(str(tmp_path), wait=0):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _signal_and_wait(proc, tmp_path, *signals, between=1.0):
+    """Send `signals` to the launcher, `between` seconds apart; (stderr, seconds from the last
+    signal to the launcher's exit, processes of the job left running)."""
+    try:
+        for i, signum in enumerate(signals):
+            if i:
+                time.sleep(between)
+            proc.send_signal(signum)
+        start = time.monotonic()
+        proc.wait(timeout=60)
+        seconds = time.monotonic() - start
+        left = _left_running(str(tmp_path))
+    finally:
+        _end(proc, tmp_path)  # also closes the job's end of the stderr pipe
+    return proc.stderr.read(), seconds, left
+
+
+def _launcher_lines(err):
+    return [line for line in err.splitlines() if line.startswith("python -m a2gluon.launch:")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_stop_signal_lets_the_workers_checkpoint_before_the_servers_end(tmp_path, signum):
+    # SIGTERM: cluster pre-emption; SIGHUP: the launcher's terminal or ssh session is gone.
+    proc, out = _start_stop_job(tmp_path, [], checkpoint_seconds=1.0)
+    err, seconds, left = _signal_and_wait(proc, tmp_path, signum)
+    assert proc.returncode == 128 + signum, err[-3000:]
+    # Both workers finished their checkpoint while the scheduler and the server still ran.
+    assert [(out / f"worker-{rank}.done").read_text() for rank in (0, 1)] == ["2 2", "2 2"]
+    assert seconds >= 1.0
+    lines = _launcher_lines(err)
+    assert len(lines) == 1, err[-3000:]
+    assert re.fullmatch(
+        f"python -m a2gluon.launch: {signal.Signals(signum).name}: stopping the job: asked 2 workers "
+        r"to checkpoint and exit; the workers exited within \d+\.\d s; then terminated the servers "
+        "and the scheduler",
+        lines[0],
+    ), lines[0]
+    assert left == []
+
+
+@pytest.mark.slow
+def test_second_signal_kills_the_job_at_once(tmp_path):
+    proc, out = _start_stop_job(tmp_path, [], checkpoint_seconds=60)
+    err, seconds, left = _signal_and_wait(proc, tmp_path, signal.SIGINT, signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGINT, err[-3000:]
+    assert seconds < 5
+    assert not list(out.glob("*.done"))
+    lines = _launcher_lines(err)
+    assert len(lines) == 1 and "asked 2 workers to checkpoint and exit" in lines[0], err[-3000:]
+    assert lines[0].startswith("python -m a2gluon.launch: SIGINT: stopping the job:"), lines[0]
+    assert "SIGTERM again after 1." in lines[0] and lines[0].endswith("killed the job at once")
+    assert left == []
+
+
+@pytest.mark.slow
+def test_stop_timeout_bounds_the_wait_for_the_workers(tmp_path):
+    proc, out = _start_stop_job(tmp_path, ["--stop-timeout", "2"], checkpoint_seconds=60)
+    err, seconds, left = _signal_and_wait(proc, tmp_path, signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert 2 <= seconds < 2 + launch.GRACE_SECONDS + 5
+    lines = _launcher_lines(err)
+    assert len(lines) == 1, err[-3000:]
+    assert "2 of 2 workers still ran after --stop-timeout 2 s; then terminated the job" in lines[0]
+    assert left == []
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -162,6 +374,11 @@ def test_timeout_kills_every_process_of_the_job(tmp_path):
         (["-n", "2", "-H", "hosts", "--", "true"], "for --launcher ssh"),
         (["-n", "2", "--env", "NOVALUE", "--", "true"], "KEY:VALUE"),
         (["-n", "2", "--timeout", "0", "--", "true"], "positive"),
+        (["-n", "2", "--stop-timeout", "-1", "--", "true"], "--stop-timeout must be positive"),
+        (
+            ["-n", "2", "--launcher", "ssh", "-H", __file__, "--stop-timeout", "9", "--", "true"],
+            "ssh forwards no",
+        ),
         (["-n", "2", "--bogus", "--", "true"], "unrecognized arguments"),
         (["-n", "2", "--launcher", "ssh", "-H", __file__, "--", "echo", "'"], "single quote"),
     ],
@@ -206,8 +423,8 @@ def test_arguments_and_environment_reach_the_command_unchanged(tmp_path):
     ]
 
 
-def test_ssh_launcher_with_a_hostfile(tmp_path):
-    """--launcher ssh end to end, with an `ssh` on PATH that runs the remote command here."""
+def _fake_ssh(tmp_path):
+    """(environment with an `ssh` on PATH that runs the remote command here, hostfile)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake_ssh = bin_dir / "ssh"
@@ -215,6 +432,12 @@ def test_ssh_launcher_with_a_hostfile(tmp_path):
     fake_ssh.chmod(0o755)
     hostfile = tmp_path / "hosts"
     hostfile.write_text("127.0.0.1\n127.0.0.1:22 slots=2\n")
+    return dict(_env(), PATH=f"{bin_dir}:{os.environ['PATH']}"), hostfile
+
+
+def test_ssh_launcher_with_a_hostfile(tmp_path):
+    """--launcher ssh end to end, with an `ssh` on PATH that runs the remote command here."""
+    env, hostfile = _fake_ssh(tmp_path)
     out = tmp_path / "args.txt"
     script = (
         'import os, sys; e = os.environ; open(sys.argv[1], "a").write(e["DMLC_ROLE"] + e["A2_TEST"]'
@@ -226,7 +449,7 @@ def test_ssh_launcher_with_a_hostfile(tmp_path):
         + ["-H", str(hostfile), "--host-ip", "127.0.0.1", "--timeout", "60", "--env", "A2_TEST:x y"]
         + ["--", sys.executable, "-c", script, str(out), "a b", "$HOME"],
         cwd=ROOT,
-        env=dict(_env(), PATH=f"{bin_dir}:{os.environ['PATH']}"),
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -236,6 +459,36 @@ def test_ssh_launcher_with_a_hostfile(tmp_path):
     assert sorted(out.read_text().splitlines()) == [
         f"{role}x y['a b', '$HOME']" for role in ("scheduler", "server", "worker")
     ]
+
+
+def test_ssh_launcher_stop_signal_ends_the_local_part_at_once(tmp_path):
+    # ssh forwards no signals: no checkpoint to wait for; the local processes end as before.
+    env, hostfile = _fake_ssh(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    sleeper = 'import os, sys, time; open(os.path.join(sys.argv[1], str(os.getpid())), "w"); time.sleep(120)'
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a2gluon.launch", "-n", "1", "-s", "1", "--launcher", "ssh"]
+        + ["-H", str(hostfile), "--host-ip", "127.0.0.1", "--timeout", "60"]
+        + ["--", sys.executable, "-c", sleeper, str(out)],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(os.listdir(out)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    started = len(os.listdir(out))
+    err, seconds, left = _signal_and_wait(proc, tmp_path, signal.SIGTERM)
+    assert started == 3, err[-3000:]  # scheduler, server, worker
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert seconds < launch.GRACE_SECONDS + 5
+    assert _launcher_lines(err) == [
+        "python -m a2gluon.launch: SIGTERM: stopped the job's local processes (the scheduler and the "
+        "ssh clients); ssh forwards no signals, so the remote workers were not asked to checkpoint"
+    ]
+    assert left == []
 
 
 # The kvstore layer without processes.

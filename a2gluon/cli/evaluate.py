@@ -2,10 +2,14 @@
 model on RecordIO or an ImageNet folder, or of every checkpoint in a directory."""
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import mxnet as mx
 from tqdm import tqdm
@@ -14,10 +18,12 @@ from ..data import check_records, folder_val_loader, read_classes, scan_image_fo
 from ..deploy import load_gluon_model, load_symbol_model
 from ..deploy.command import run_command
 from ..deploy.export import check_input_shape
-from ..deploy.loading import ModelLoadError
+from ..deploy.loading import ModelLoadError, meta_path
+from ..deploy.preprocess import ImageReadError, read_image
 from ..engine import checkpoint
 from ..engine.devices import get_contexts, to_bfloat16
 from ..engine.evaluate import evaluate
+from ..errors import error_line, show_fatal_signals
 
 PROG = "eval_imagenet.py"
 
@@ -49,7 +55,9 @@ def build_parser():
     )
     model.add_argument("--epoch", type=int, default=0, help="with --symbol: the EEEE of the params file")
     model.add_argument("--checkpoints", metavar="DIR", help="score every checkpoint in DIR and name the best")
-    model.add_argument("--num-classes", type=int, help="default: the class list beside the data, else 1000")
+    model.add_argument(
+        "--num-classes", type=int, help="default: the class list beside the data, else the model's"
+    )
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=32, help="images per device")
     run.add_argument("--num-gpus", type=int, default=0)
@@ -67,7 +75,7 @@ def check_usage(parser, args):
         parser.error(
             "give one of --model NAME --params FILE, --symbol PREFIX [--epoch E], or --checkpoints DIR"
         )
-    if args.params and not args.model and not os.path.exists(args.params[: -len(".params")] + ".json"):
+    if args.params and not args.model and not os.path.exists(meta_path(args.params)):
         parser.error("--params needs --model NAME (no trainer meta JSON beside it names the model)")
     if bool(args.rec_val) == bool(args.data_dir):
         parser.error("give the data as --rec-val FILE --rec-val-idx FILE, or as --data-dir DIR")
@@ -81,34 +89,128 @@ def check_usage(parser, args):
         parser.error(f"--crop-ratio must be in (0, 1], got {args.crop_ratio}")
 
 
-def data_classes(args):
-    """(class names beside the data or None when unknown, number of images or None)."""
+@dataclass
+class EvalData:
+    """The validation data as checked before any model is scored."""
+
+    source: str  # the .rec or the folder, for messages
+    classes: list  # class names in label order, None when the data has no class list
+    num_classes: int  # from --num-classes or the class list; None: the model's
+    num_images: int
+    label_max: int = None  # the largest label in the records (None for a folder)
+    folder: str = None  # the folder to read (without the images that do not decode)
+    skipped: list = None  # (relative path, reason) of the folder's images that do not decode
+
+
+def decode_problem(path):
+    """Why the image file `path` does not decode, or None when it does; the packer's rule (the
+    bytes through OpenCV's imdecode, 3 channels) and its reason text."""
+    try:
+        read_image(path)
+    except ImageReadError:
+        return "not a decodable image"
+    except OSError as err:
+        return error_line(err)
+    return None
+
+
+def undecodable_images(root, items, workers=1):
+    """[(relative path, reason)] of the images among `items` ((relative path, label) pairs of
+    scan_image_folder) that the packer would skip, checked in `workers` threads (OpenCV
+    decodes without holding the GIL)."""
+    paths = [os.path.join(root, rel) for rel, _ in items]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        reasons = list(pool.map(decode_problem, paths))
+    return [(rel, reason) for (rel, _), reason in zip(items, reasons) if reason is not None]
+
+
+@contextlib.contextmanager
+def decodable_folder(root, items, skipped):
+    """`root` when nothing is skipped; else a temporary folder of links to its other images
+    (the same class folders and relative paths, so labels and order do not change), removed on
+    exit."""
+    if not skipped:
+        yield root
+        return
+    bad = {rel for rel, _ in skipped}
+    with tempfile.TemporaryDirectory(prefix="a2gluon-eval-") as tmp:
+        for rel, _ in items:
+            if rel not in bad:
+                link = os.path.join(tmp, rel)
+                os.makedirs(os.path.dirname(link), exist_ok=True)
+                os.symlink(os.path.abspath(os.path.join(root, rel)), link)
+        yield tmp
+
+
+def read_data(args, stack):
+    """Check the data once for every model to be scored: the class list beside it, the record
+    labels, or (for a folder) which images decode; `stack` (an ExitStack) keeps the folder of
+    decodable images alive."""
     if args.rec_val:
-        return read_classes(args.rec_val), None
-    classes, items, _ = scan_image_folder(args.data_dir)  # the labelling the folder loader uses
-    return classes, len(items)
+        source, classes = args.rec_val, read_classes(args.rec_val)
+    else:
+        source = args.data_dir
+        classes, items, _ = scan_image_folder(args.data_dir)  # the labelling the folder loader uses
+    if args.num_classes and classes and len(classes) != args.num_classes:
+        raise EvalError(f"--num-classes is {args.num_classes} but {source} has {len(classes)} classes")
+    num_classes = args.num_classes or (len(classes) if classes else None)
+    if args.rec_val:
+        info = check_records(args.rec_val, args.rec_val_idx, num_classes)
+        return EvalData(source, classes, num_classes, info.num_images, label_max=info.label_max)
+    skipped = undecodable_images(args.data_dir, items, args.num_data_workers)
+    if len(skipped) == len(items):
+        raise EvalError(
+            f"{source}: none of its {len(items)} images decode; give a folder of JPEG or PNG images"
+        )
+    if skipped:  # reported as the packer reports them
+        print(
+            f"{PROG}: skipped {len(skipped)} of {len(items)} images in {source} that do not decode "
+            "(the packer skips them too):",
+            file=sys.stderr,
+        )
+        for rel, reason in skipped:
+            print(f"  {rel}: {reason}", file=sys.stderr)
+    folder = stack.enter_context(decodable_folder(args.data_dir, items, skipped))
+    return EvalData(source, classes, num_classes, len(items) - len(skipped), folder=folder, skipped=skipped)
 
 
-def load(args, params, ctx, num_classes):
+def load(args, params, ctx):
+    """The model to score; the class count comes from the model (its meta or params file) unless
+    --num-classes was given."""
     if args.symbol:
         return load_symbol_model(args.symbol, args.epoch, ctx=ctx)
-    return load_gluon_model(args.model, params, num_classes=num_classes, ctx=ctx)
+    return load_gluon_model(args.model, params, num_classes=args.num_classes, ctx=ctx)
 
 
-def check_agreement(loaded, classes, num_classes, source):
-    """The data's classes and the model's must agree in count and, where both are named, in names."""
-    if loaded.num_classes is not None and loaded.num_classes != num_classes:
+def class_count(loaded, data, given):
+    """The class count to score `loaded` with: the data's (`given`: from --num-classes), which
+    must be the model's, or the model's when the data does not say."""
+    if data.num_classes is None:
+        num_classes = loaded.num_classes or 1000
+        if data.label_max is not None and data.label_max >= num_classes:
+            raise EvalError(
+                f"{data.source} has label {data.label_max} but the model has {num_classes} classes; "
+                "evaluate on data with the model's classes"
+            )
+        return num_classes
+    if loaded.num_classes is not None and loaded.num_classes != data.num_classes:
+        if given and not data.classes:
+            raise EvalError(
+                f"the model has {loaded.num_classes} classes but --num-classes is {data.num_classes}; "
+                f"pass --num-classes {loaded.num_classes} or leave it out"
+            )
         raise EvalError(
-            f"the model has {loaded.num_classes} classes but the data ({source}) has {num_classes}; "
-            "evaluate on data with the model's classes (or pass --num-classes for unlabeled class lists)"
+            f"the model has {loaded.num_classes} classes but the data ({data.source}) has "
+            f"{data.num_classes}; evaluate on data with the model's classes"
         )
-    if classes and loaded.classes and list(loaded.classes) != list(classes):
-        differ = next(i for i, (a, b) in enumerate(zip(loaded.classes, classes)) if a != b)
+    if data.classes and loaded.classes and list(loaded.classes) != list(data.classes):
+        differ = next(i for i, (a, b) in enumerate(zip(loaded.classes, data.classes)) if a != b)
         raise EvalError(
             f"the model's class {differ} is {loaded.classes[differ]!r} but the data's is "
-            f"{classes[differ]!r}: the data was packed with another class list; "
+            f"{data.classes[differ]!r}: the data was packed with another class list; "
             "pack it with --classes TRAIN.classes.json"
         )
+    return data.num_classes
 
 
 def prepare(net, dtype, ctx):
@@ -126,9 +228,7 @@ def prepare(net, dtype, ctx):
     return amp.convert_hybrid_block(net, target_dtype="float16", ctx=ctx[0])
 
 
-def score(args, params, ctx, classes, num_classes, source, input_size):
-    loaded = load(args, params, ctx, num_classes)
-    check_agreement(loaded, classes, num_classes, source)
+def score(args, loaded, data, num_classes, ctx, input_size):
     size = args.input_size or loaded.input_size or input_size or 224
     if loaded.input_shape is not None and len(loaded.input_shape) != 3:
         raise EvalError(
@@ -137,7 +237,7 @@ def score(args, params, ctx, classes, num_classes, source, input_size):
     check_input_shape(loaded.net, (3, size, size), loaded.model)
     batch = args.batch_size * len(ctx)
     if args.rec_val:
-        data = val_iter(
+        source = val_iter(
             args.rec_val,
             args.rec_val_idx,
             batch,
@@ -146,23 +246,27 @@ def score(args, params, ctx, classes, num_classes, source, input_size):
             num_workers=args.num_data_workers,
         )
     else:
-        data, _ = folder_val_loader(
-            args.data_dir, batch, input_size=size, crop_ratio=args.crop_ratio, num_workers=0, classes=classes
+        source, _ = folder_val_loader(
+            data.folder,
+            batch,
+            input_size=size,
+            crop_ratio=args.crop_ratio,
+            num_workers=0,
+            classes=data.classes,
         )
     net = prepare(loaded.net, args.dtype, ctx)
     bar = tqdm(
-        total=args.num_images,
+        total=data.num_images,
         unit="img",
         desc=os.path.basename(loaded.source or "model"),
         disable=args.no_progress,
     )
     try:
-        metric, speed = evaluate(net, data, ctx, num_classes=num_classes, progress=bar.update)
+        metric, speed = evaluate(net, source, ctx, num_classes=num_classes, progress=bar.update)
     except mx.base.MXNetError as err:
-        text = str(err)
-        if "Shape" in text or "shape" in text:
+        if "shape" in str(err).lower():
             raise EvalError(
-                f"the model does not accept {size}x{size} inputs ({text.strip().splitlines()[0][:160]}); "
+                f"the model does not accept {size}x{size} inputs ({error_line(err)[:160]}); "
                 "give the --input-size it was trained at"
             ) from None
         raise
@@ -199,54 +303,63 @@ def write_per_class(path, metric, classes):
             w.writerow([label, name, n, top1, top5])
 
 
+def score_checkpoints(args, data, ctx):
+    """Score every end-of-epoch checkpoint in --checkpoints; one that cannot be loaded (an
+    unreadable JSON, a truncated .params, other classes) is skipped with a line on stderr."""
+    found = [c for c in checkpoint.list_checkpoints(args.checkpoints) if c.batch == 0]
+    if not found:
+        raise EvalError(f"no complete checkpoint (imagenet-MODEL-EEEE.params + .json) in {args.checkpoints}")
+    results, skipped = [], []
+    for ck in found:
+        try:
+            if ck.error:
+                raise checkpoint.CheckpointError(ck.error)
+            loaded = load(args, ck.params, ctx)
+            num_classes = class_count(loaded, data, args.num_classes is not None)
+        except (ModelLoadError, checkpoint.CheckpointError, mx.base.MXNetError) as err:
+            reason = error_line(err)
+            print(f"{PROG}: skipped {ck.params}: {reason}", file=sys.stderr)
+            skipped.append({"checkpoint": ck.params, "reason": reason})
+            continue
+        result, _ = score(args, loaded, data, num_classes, ctx, ck.meta.get("input_size"))
+        result["epoch"] = ck.epoch
+        results.append(result)
+        top1, top5 = pct(result["top1"]), pct(result["top5"])
+        print(f"epoch {ck.epoch:4d}  top-1 {top1:>7}  top-5 {top5:>7}  {ck.params}")
+    if not results:
+        raise EvalError(
+            f"none of the {len(found)} checkpoints in {args.checkpoints} could be scored (each is "
+            "skipped above with the reason)"
+        )
+    best = max(results, key=lambda r: r["top1"])
+    print(
+        f"best: epoch {best['epoch']} ({best['source']}), top-1 {pct(best['top1'])}, "
+        f"top-5 {pct(best['top5'])}" + (f"; {len(skipped)} checkpoints skipped" if skipped else "")
+    )
+    return dict(best, checkpoints=results, skipped_checkpoints=skipped, best=best["source"])
+
+
 def run(args):
     ctx = get_contexts(args.num_gpus)
-    classes, args.num_images = data_classes(args)
-    if args.rec_val:
-        source = args.rec_val
-    else:
-        source = args.data_dir
-    num_classes = args.num_classes or (len(classes) if classes else 1000)
-    if args.num_classes and classes and len(classes) != args.num_classes:
-        raise EvalError(f"--num-classes is {args.num_classes} but {source} has {len(classes)} classes")
-    if args.rec_val:
-        args.num_images = check_records(args.rec_val, args.rec_val_idx, num_classes).num_images
-
-    if args.checkpoints:
-        found = checkpoint.list_checkpoints(args.checkpoints)
-        found = [c for c in found if c.batch == 0]
-        if not found:
-            raise EvalError(
-                f"no complete checkpoint (imagenet-MODEL-EEEE.params + .json) in {args.checkpoints}"
-            )
-        results = []
-        for ck in found:
-            result, metric = score(
-                args, ck.params, ctx, classes, num_classes, source, ck.meta.get("input_size")
-            )
-            result["epoch"] = ck.epoch
-            results.append(result)
+    with contextlib.ExitStack() as stack:
+        data = read_data(args, stack)
+        if args.checkpoints:
+            out = score_checkpoints(args, data, ctx)
+        else:
+            loaded = load(args, args.params, ctx)
+            num_classes = class_count(loaded, data, args.num_classes is not None)
+            out, metric = score(args, loaded, data, num_classes, ctx, None)
             print(
-                f"epoch {ck.epoch:4d}  top-1 {pct(result['top1']):>7}  "
-                f"top-5 {pct(result['top5']):>7}  {ck.params}"
+                f"{out['model'] or args.symbol}: top-1 {pct(out['top1'])}  top-5 {pct(out['top5'])}  "
+                f"on {out['images']} images ({out['images_per_sec']:.1f} img/s; chance top-1 "
+                f"{pct(1 / num_classes)})"
             )
-        best = max(results, key=lambda r: r["top1"])
-        print(
-            f"best: epoch {best['epoch']} ({best['source']}), top-1 {pct(best['top1'])}, "
-            f"top-5 {pct(best['top5'])}"
-        )
-        out = dict(best, checkpoints=results, best=best["source"])
-    else:
-        out, metric = score(args, args.params, ctx, classes, num_classes, source, None)
-        chance = 1 / num_classes
-        print(
-            f"{out['model'] or args.symbol}: top-1 {pct(out['top1'])}  top-5 {pct(out['top5'])}  "
-            f"on {out['images']} images ({out['images_per_sec']:.1f} img/s; chance top-1 {pct(chance)})"
-        )
-        if args.per_class:
-            write_per_class(args.per_class, metric, classes)
-            print(f"per-class accuracy: {args.per_class}")
-    out["data"] = source
+            if args.per_class:
+                write_per_class(args.per_class, metric, data.classes)
+                print(f"per-class accuracy: {args.per_class}")
+    out["data"] = data.source
+    if data.skipped:
+        out["skipped_images"] = [{"image": rel, "reason": reason} for rel, reason in data.skipped]
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(out, f, indent=1)
@@ -255,6 +368,7 @@ def run(args):
 
 
 def main(argv=None):
+    show_fatal_signals()
     parser = build_parser()
     args = parser.parse_args(argv)
     check_usage(parser, args)

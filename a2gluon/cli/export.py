@@ -6,6 +6,7 @@ import sys
 
 from ..deploy import export_model, load_gluon_model, model_input_shape, read_class_names
 from ..deploy.command import run_command
+from ..deploy.export import check_prefix
 
 PROG = "python -m a2gluon.export"
 
@@ -38,16 +39,23 @@ def build_parser():
     p.add_argument("--frames", type=int, help="clip length for video models (default: the paper's)")
     p.add_argument("--classes", help="class list (JSON with a 'classes' list, or one name a line)")
     p.add_argument("--onnx", action="store_true", help="also write PREFIX.onnx (needs the onnx extra)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an earlier export to PREFIX: overwrite its files and remove those this export "
+        "does not write (default: refuse)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
 def run(args):
+    check_prefix(args.out)  # before the model is loaded
     loaded = load_gluon_model(args.model, args.params, num_classes=args.num_classes)
     classes = read_class_names(args.classes) if args.classes else None
     input_size = args.input_size or loaded.input_size
     input_shape = model_input_shape(loaded.model, input_size, args.frames)
-    files = export_model(loaded, args.out, input_shape, classes=classes, onnx=args.onnx)
+    files = export_model(loaded, args.out, input_shape, classes=classes, onnx=args.onnx, force=args.force)
     for kind, path in files.items():
         print(f"{kind:8s} {path}")
 

@@ -9,6 +9,7 @@ from ..deploy import load_gluon_model, load_symbol_model, read_class_names
 from ..deploy.command import run_command
 from ..deploy.loading import check_class_names
 from ..deploy.predict import format_predictions, predict_images
+from ..errors import show_fatal_signals
 
 PROG = "python -m a2gluon.predict"
 
@@ -48,6 +49,7 @@ def run(args):
 
 
 def main(argv=None):
+    show_fatal_signals()
     parser = build_parser()
     args = parser.parse_args(argv)
     if bool(args.symbol) == bool(args.params):

@@ -1,9 +1,11 @@
 """Command line of train_imagenet.py: flags named as Gluon-CV's ImageNet script names them."""
 
 import argparse
+import os
 import sys
 
 from ..engine.schedule import MODES
+from ..errors import show_fatal_signals
 
 
 def build_parser():
@@ -77,10 +79,20 @@ def build_parser():
     run.add_argument(
         "--resume-epoch", type=int, default=None, help="continue from the checkpoint after epoch E"
     )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="start over in a --save-dir that holds an earlier run (deletes its checkpoints)",
+    )
     run.add_argument("--log-interval", type=int, default=50, help="batches between log lines")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
+
+
+def _in_distributed_job(args):
+    """Whether this process is one worker of several (parameter server or Horovod)."""
+    return "DMLC_ROLE" in os.environ or str(args.kvstore).lower() == "horovod"
 
 
 def main(argv=None):
@@ -89,10 +101,23 @@ def main(argv=None):
         args.mixup_off_epoch = args.num_epochs
     if args.synthetic and args.num_classes is None:
         args.num_classes = 1000
+    show_fatal_signals()
+    code = _train(args)
+    if code and _in_distributed_job(args):
+        # A failing worker of a parameter-server job blocks forever in the store's shutdown
+        # (and a Horovod rank in its finaliser): leave now, so that the launcher ends the job.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _train(args):
     from ..data import DataError
     from ..engine.checkpoint import CheckpointError
     from ..engine.devices import DeviceError
     from ..engine.trainer import TrainError, fit
+    from ..errors import error_line
 
     try:
         summary = fit(args)
@@ -107,9 +132,8 @@ def main(argv=None):
     except Exception as err:  # an MXNet or system failure: one line, the traceback with --debug
         if args.debug:
             raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         print(
-            f"train_imagenet.py: error: {type(err).__name__}: {first} (run with --debug for the traceback)",
+            f"train_imagenet.py: error: {error_line(err)} (run with --debug for the traceback)",
             file=sys.stderr,
         )
         return 1

@@ -8,17 +8,13 @@ import mxnet as mx
 from ..data import DataError
 from ..engine.checkpoint import CheckpointError
 from ..engine.devices import DeviceError
+from ..errors import error_line
 from .export import ExportError
 from .loading import ModelLoadError
 from .onnx_export import OnnxExportError
 from .preprocess import ImageReadError
 
 INPUT_ERRORS = (ModelLoadError, ExportError, ImageReadError, DataError, CheckpointError, DeviceError)
-
-
-def _one_line(err):
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def run_command(prog, fn, args):
@@ -32,15 +28,15 @@ def run_command(prog, fn, args):
         if getattr(args, "debug", False):
             raise
         if isinstance(err, INPUT_ERRORS):
-            code, msg = 2, _one_line(err)
+            code, msg = 2, error_line(err)
         elif isinstance(err, OnnxExportError):
-            code, msg = 1, _one_line(err)
+            code, msg = 1, error_line(err)
         elif isinstance(err, OSError):
-            code, msg = 2, f"{err.strerror or err}: {err.filename or ''}".rstrip(": ")
+            code, msg = 2, error_line(err)
         elif isinstance(err, mx.base.MXNetError):
-            code, msg = 1, f"MXNet failed: {_one_line(err)}; rerun with --debug for details"
+            code, msg = 1, f"MXNet failed: {error_line(err)}; rerun with --debug for details"
         else:
             code = 1
-            msg = f"unexpected {type(err).__name__}: {_one_line(err)}; rerun with --debug for the traceback"
+            msg = f"unexpected {type(err).__name__}: {error_line(err)}; rerun with --debug for the traceback"
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return code

@@ -221,10 +221,15 @@ def load_gluon_model(model, params, num_classes=None, ctx=None, model_kwargs=Non
         )
     found = _class_count_in_file(expected, loaded, classes)
     if found is not None:
-        if explicit or classes_meta is not None:
+        if explicit:
             raise ModelLoadError(
                 f"{params} was saved for {found} classes but the model was built for {classes}; "
                 f"pass --num-classes {found}"
+            )
+        if classes_meta is not None:
+            raise ModelLoadError(
+                f"{params} was saved for {found} classes but {meta_path(params)} says "
+                f"{classes_meta}: that description belongs to other params; fix or delete it"
             )
         classes = found
         net = build_model(model, classes=classes, **kwargs)
@@ -298,8 +303,9 @@ def load_symbol_model(prefix, epoch=0, ctx=None):
             warnings.simplefilter("ignore", UserWarning)
             net = mx.gluon.SymbolBlock.imports(sym_file, ["data"], params_file, ctx=ctx)
     except (mx.base.MXNetError, AssertionError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"cannot load {prefix}: {first}; export the model again") from None
+        from ..errors import error_line
+
+        raise ModelLoadError(f"cannot load {prefix}: {error_line(err)}; export the model again") from None
     meta = read_meta(prefix + ".params") or {}
     classes = meta.get("classes")
     classes_file = prefix + ".classes.json"

@@ -24,6 +24,10 @@ def resize_size(input_size, crop_ratio=CROP_RATIO):
 
 def read_image(path):
     """An H x W x 3 uint8 RGB array from an image file (anything OpenCV decodes)."""
+    if os.path.isdir(path):
+        raise ImageReadError(
+            f"{path} is a directory, not an image file; give image files (e.g. {os.path.join(path, '*.jpg')})"
+        )
     if not os.path.isfile(path):
         raise ImageReadError(f"image {path} does not exist; give the path of an image file")
     data = np.fromfile(path, dtype=np.uint8)

@@ -9,20 +9,35 @@ A checkpoint of model MODEL after E completed epochs is three files in the save 
                                  classes, epoch, batch, top1, top5, best_top1, args, history
 
 Each file is written under a temporary name and renamed into place, and the JSON is written
-last: a checkpoint whose JSON exists is complete, and nothing else is ever loaded.  A run
+last: a checkpoint whose JSON exists is complete, and nothing else is ever loaded.  The JSON
+records the size and SHA-256 of the .params and .states files (``files``), so a checkpoint
+damaged later (a truncated copy, a flipped bit) is recognised and skipped on resume.  A run
 interrupted by SIGINT/SIGTERM saves ``imagenet-MODEL-EEEE-bBBBBBB.*`` (E completed epochs plus
 B batches of the next); the best by validation top-1 is copied to ``imagenet-MODEL-best.*``.
 """
 
+import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
+
+import mxnet as mx
 
 PREFIX = "imagenet"
 _NAME = re.compile(r"^imagenet-(?P<model>.+?)-(?P<epoch>\d{4})(?:-b(?P<batch>\d{6}))?\.json$")
+# Files of one run besides its checkpoints: what `--force` removes with them.
+RUN_FILES = ("metrics.jsonl", "curves.png", "train.log")
+_RANK_LOG = re.compile(r"^train-rank\d+\.log$")
+LOCK_NAME = ".lock"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class CheckpointError(RuntimeError):
@@ -36,7 +51,8 @@ class Checkpoint:
     stem: str
     epoch: int  # completed epochs
     batch: int  # batches done of the next epoch (0 for an end-of-epoch checkpoint)
-    meta: dict
+    meta: dict  # None when the JSON cannot be read (then `error` says why)
+    error: str = None  # why this checkpoint cannot be used, when that is known without loading it
 
     @property
     def params(self):
@@ -75,6 +91,7 @@ def atomic_write(path, write):
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; others of a shared cluster may read
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -91,16 +108,40 @@ def write_json(path, obj):
     atomic_write(path, dump)
 
 
+def file_digest(path):
+    """{"bytes": size, "sha256": hex digest} of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
 def save(save_dir, model, net, trainer, meta, epoch, batch=0):
-    """Write a complete checkpoint (params, states, then the JSON that marks it complete)."""
+    """Write a complete checkpoint (params, states, then the JSON that marks it complete).
+
+    Every pending operation is waited for first: MXNet runs the last step asynchronously, and
+    without the wait the BatchNorm running statistics of the last batch may not be written yet."""
+    mx.nd.waitall()
     os.makedirs(save_dir, exist_ok=True)
     base = stem(save_dir, model, epoch, batch)
+    files = {}
     atomic_write(base + ".params", net.save_parameters)
+    files["params"] = file_digest(base + ".params")
     if trainer is not None:
         atomic_write(base + ".states", trainer.save_states)
-    meta = dict(meta, epoch=epoch, batch=batch, params_file=os.path.basename(base + ".params"))
+        files["states"] = file_digest(base + ".states")
+    meta = dict(meta, epoch=epoch, batch=batch, params_file=os.path.basename(base + ".params"), files=files)
     write_json(base + ".json", meta)
     return Checkpoint(base, epoch, batch, meta)
+
+
+def update_meta(checkpoint, **changes):
+    """Rewrite the JSON of a complete checkpoint with `changes` (e.g. the validation result
+    measured after it was written); returns the updated Checkpoint."""
+    meta = dict(checkpoint.meta, **changes)
+    write_json(checkpoint.json, meta)
+    return Checkpoint(checkpoint.stem, checkpoint.epoch, checkpoint.batch, meta)
 
 
 def save_best(save_dir, model, checkpoint):
@@ -125,7 +166,8 @@ def read_meta(path):
 
 def list_checkpoints(save_dir, model=None):
     """Complete checkpoints in `save_dir` (those whose .json and .params exist), oldest first.
-    Interrupted (mid-epoch) ones are included; the -best copy is not."""
+    Interrupted (mid-epoch) ones are included; the -best copy is not.  One whose JSON cannot be
+    read is listed with ``meta=None`` and the reason in ``error``."""
     if not os.path.isdir(save_dir):
         return []
     found = []
@@ -136,19 +178,125 @@ def list_checkpoints(save_dir, model=None):
         base = os.path.join(save_dir, name[: -len(".json")])
         if not os.path.exists(base + ".params"):
             continue
-        meta = read_meta(base)
-        found.append(Checkpoint(base, int(match["epoch"]), int(match["batch"] or 0), meta))
+        try:
+            meta, error = read_meta(base), None
+            if not isinstance(meta, dict):
+                meta, error = None, f"{base}.json is not a checkpoint description (a JSON object)"
+        except CheckpointError as err:
+            meta, error = None, str(err)
+        found.append(Checkpoint(base, int(match["epoch"]), int(match["batch"] or 0), meta, error))
     return sorted(found, key=lambda c: c.progress)
 
 
-def find_resume(save_dir, model, epoch=None):
-    """The checkpoint to resume from: the newest complete one, or the one after `epoch` epochs."""
-    found = [c for c in list_checkpoints(save_dir, model) if os.path.exists(c.states)]
+def damage(checkpoint):
+    """Why `checkpoint` cannot be resumed from (unreadable JSON, a missing file, or a file whose
+    size or SHA-256 differs from what its JSON recorded), or None when it looks intact."""
+    if checkpoint.error:
+        return checkpoint.error
+    for kind in ("params", "states"):
+        path = getattr(checkpoint, kind)
+        if not os.path.isfile(path):
+            return f"{path} is missing"
+        recorded = (checkpoint.meta.get("files") or {}).get(kind)
+        if recorded is None:
+            continue  # written before checksums were recorded
+        if os.path.getsize(path) != recorded["bytes"]:
+            return f"{path} has {os.path.getsize(path)} bytes but was written with {recorded['bytes']}"
+        if file_digest(path)["sha256"] != recorded["sha256"]:
+            return f"{path} is damaged (its SHA-256 differs from the one recorded when it was written)"
+    return None
+
+
+def resume_candidates(save_dir, epoch=None, model=None):
+    """Complete checkpoints in `save_dir` (of every model, or of `model`) to resume from, newest
+    first (only the one after `epoch` epochs when given).  Damaged ones are included: check
+    with damage()."""
+    found = list_checkpoints(save_dir, model)
     if epoch is not None:
         found = [c for c in found if c.epoch == epoch and c.batch == 0]
         if not found:
             raise CheckpointError(
-                f"no complete checkpoint of {model} after epoch {epoch} in {save_dir}; "
-                "resume without an epoch to take the newest"
+                f"no complete checkpoint after epoch {epoch} in {save_dir}; "
+                "resume without --resume-epoch to take the newest"
             )
-    return found[-1] if found else None
+    return found[::-1]
+
+
+def find_resume(save_dir, model=None, epoch=None):
+    """The newest intact checkpoint (of `model`, when given) to resume from, or the one after
+    `epoch` epochs; None when there is none."""
+    for ck in resume_candidates(save_dir, epoch, model):
+        if damage(ck) is None:
+            return ck
+    return None
+
+
+def run_files(save_dir):
+    """The files an earlier run left in `save_dir`: checkpoints (every model, -best too), the
+    metrics, curves and log files, sorted."""
+    if not os.path.isdir(save_dir):
+        return []
+    names = []
+    for name in os.listdir(save_dir):
+        if name.startswith(PREFIX + "-") and name.endswith((".params", ".states", ".json")):
+            names.append(name)
+        elif name in RUN_FILES or _RANK_LOG.match(name):
+            names.append(name)
+    return [os.path.join(save_dir, n) for n in sorted(names)]
+
+
+def remove_tmp_files(save_dir):
+    """Delete the temporary files a killed writer left (``.tmp-*``); returns their names.
+    Call only while holding the directory's RunLock, so that no live writer owns them."""
+    removed = []
+    for name in os.listdir(save_dir):
+        if name.startswith(".tmp-"):
+            try:
+                os.remove(os.path.join(save_dir, name))
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+class RunLock:
+    """An exclusive lock on a save directory for the life of one training run.
+
+    ``save_dir/.lock`` is locked with ``fcntl.flock`` (released by the kernel when the process
+    ends, however it ends) and holds the owner's pid, host, start time and command, so a second
+    trainer pointed at the same directory is refused with who holds it."""
+
+    def __init__(self, save_dir):
+        self.path = os.path.join(save_dir, LOCK_NAME)
+        self._fd = None
+
+    def acquire(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise CheckpointError(
+                f"{os.path.dirname(self.path)} is in use by another training run "
+                f"({holder or 'owner unknown'}); wait for it to end or use another --save-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.write(
+            fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}: {' '.join(sys.argv)}\n".encode()
+        )
+        self._fd = fd
+        return self
+
+    def release(self):
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()

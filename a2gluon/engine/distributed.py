@@ -116,6 +116,12 @@ def create_kvstore(name, num_devices, contexts=None):
             )
 
     if not key.startswith("dist"):
+        if os.environ.get("DMLC_ROLE") == "worker":
+            raise ValueError(
+                f"this process is a worker of a parameter-server job (started by "
+                f"python -m a2gluon.launch) but the kvstore is {key!r}: every worker would train "
+                "alone into the same files; add --kvstore dist_sync (or dist_device_sync)"
+            )
         kv = mx.kv.create(key) if num_devices > 1 else None
         return kv, DistInfo(key, 0, 1, False, False)
 
@@ -188,6 +194,38 @@ def make_trainer(params, optimizer, optimizer_params, kv, info):
     return mx.gluon.Trainer(
         params, optimizer, optimizer_params, kvstore=kv, update_on_kvstore=update_on_kvstore
     )
+
+
+# A kvstore key no gluon.Trainer uses (its keys are the parameters' indexes).
+STOP_KEY = 999_983
+
+
+class StopVote:
+    """Whether any worker was asked to stop, agreed by every worker after each step.
+
+    Called once per step with this worker's own answer; returns True on every worker as soon as
+    one of them was asked (a SIGTERM that reached some workers only, or reached them at different
+    batches), so that all stop after the same batch: a synchronous job in which one worker runs
+    a batch the others do not hangs.  Synchronous parameter servers add the votes on the servers,
+    Horovod with an allreduce; a single process and ``dist_async`` (whose workers do not run in
+    step) answer for themselves."""
+
+    def __init__(self, kv, info):
+        self._kv, self._info = kv, info
+        self._server = kv is not None and info.kvstore_name in ("dist_sync", "dist_device_sync")
+        if self._server:
+            kv.init(STOP_KEY, mx.nd.zeros((1,)))
+
+    def __call__(self, asked):
+        vote = mx.nd.array([1.0 if asked else 0.0])
+        if self._info.is_horovod:
+            hvd = _import_horovod()
+            return hvd.allreduce(vote, average=False, name="a2gluon_stop").asscalar() > 0
+        if self._server:
+            total = mx.nd.zeros((1,))
+            self._kv.pushpull(STOP_KEY, vote, out=total)
+            return total.asscalar() > 0
+        return bool(asked)
 
 
 def shard(info):

@@ -60,6 +60,17 @@ class MetricsLog:
     def __init__(self, path):
         self.path = path
 
+    def rewrite(self, records):
+        """Replace the file with `records` (atomically): a resumed run starts from what its
+        checkpoint knows, so the epochs done after that checkpoint are not listed twice."""
+        from .checkpoint import atomic_write
+
+        def dump(tmp):
+            with open(tmp, "w") as f:
+                f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
+
+        atomic_write(self.path, dump)
+
     def write(self, record):
         with open(self.path, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")

@@ -1,10 +1,23 @@
 """The ImageNet training loop: a model from the registry, RecordIO (or synthetic) data, SGD with
 a warm-up + step/cosine/poly schedule over an MXNet kvstore or Horovod, AMP, validation,
-atomic checkpoints, resume, and a clean stop on SIGINT/SIGTERM."""
+atomic checkpoints, resume, and a clean stop on SIGINT/SIGTERM/SIGHUP.
+
+What a run guarantees (tests/test_train.py and tests/test_reliability.py check each):
+
+- one run per save directory: a lock held for the run, and a directory that holds another
+  run's checkpoints is refused unless ``--resume`` (continue it) or ``--force`` (start over);
+- every argument is checked before any work, and ``--resume`` refuses a model, attention, class
+  count or (mid-epoch) batch that differs from the checkpoint's, naming what differs;
+- a checkpoint is written (waiting for every pending operation first) before validation runs,
+  so a crash in validation loses nothing; damaged checkpoints are skipped on resume, naming why;
+- SIGINT/SIGTERM/SIGHUP stop every worker after the same batch, rank 0 writes a mid-epoch
+  checkpoint, and every worker leaves through the final barrier.
+"""
 
 import logging
 import math
 import os
+import pickle
 import signal
 import time
 
@@ -13,25 +26,26 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ..data import DataError, SyntheticIter, check_records, part_sizes, read_classes, train_iter, val_iter
+from ..errors import error_line
 from ..models import get_model
 from . import checkpoint
 from .devices import DeviceError, cpu_supports_bfloat16, get_contexts
-from .distributed import barrier, create_kvstore, make_trainer, shard
+from .distributed import KVSTORES, StopVote, barrier, create_kvstore, make_trainer, shard
 from .evaluate import evaluate
 from .metrics import MetricsLog, TopK, plot_curves
-from .schedule import Schedule, parse_decay_epochs
+from .schedule import MODES, Schedule, parse_decay_epochs
 
 log = logging.getLogger("a2gluon.train")
 
 DTYPES = ("float32", "float16", "bfloat16")
+# Flags that define the network: a checkpoint only resumes into the same ones.
+MODEL_FLAGS = ("model", "attention", "blocks", "reduction", "num_classes")
+# Flags that say nothing about the run being continued: not reported when they change on resume.
+RUN_CONTROL_FLAGS = ("resume", "resume_epoch", "force", "debug", "save_dir", "decay_epochs")
 
 
 class TrainError(ValueError):
     """The run cannot start or go on; the message says what is wrong and what to do."""
-
-
-class Stop(Exception):
-    """Raised inside the loop when a SIGINT/SIGTERM asked the run to stop."""
 
 
 def fmt_time(seconds):
@@ -56,26 +70,70 @@ def setup_logging(save_dir, rank=0):
         log.addHandler(handler)
 
 
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
 def check_args(args):
-    """Reject impossible settings before any work is done."""
-    positive = ("batch_size", "num_epochs", "input_size", "save_frequency", "val_interval", "log_interval")
+    """Reject impossible settings before any work is done (each one line: what, and the range)."""
+    at_least = {
+        "batch_size": 1,
+        "num_epochs": 1,
+        "input_size": 1,
+        "save_frequency": 1,
+        "val_interval": 1,
+        "log_interval": 1,
+        "synthetic_batches": 1,
+        "num_data_workers": 1,
+        "num_gpus": 0,
+        "num_cpus": 1,
+        "mixup_off_epoch": 0,
+    }
+    for name, low in at_least.items():
+        if getattr(args, name) < low:
+            raise TrainError(f"{_flag(name)} must be at least {low}, got {getattr(args, name)}")
+    for name in ("reduction", "num_classes"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise TrainError(f"{_flag(name)} must be at least 1, got {value}")
+    if args.resume_epoch is not None and args.resume_epoch < 1:
+        raise TrainError(f"--resume-epoch counts completed epochs (1, 2, ...), got {args.resume_epoch}")
+    positive = ("lr", "lr_decay", "mixup_alpha")
     for name in positive:
-        if getattr(args, name) < 1:
-            raise TrainError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.lr <= 0:
-        raise TrainError(f"--lr must be positive, got {args.lr}")
+        if not getattr(args, name) > 0:
+            raise TrainError(f"{_flag(name)} must be positive, got {getattr(args, name)}")
+    fractions = {"crop_ratio": "(0, 1]", "min_random_area": "(0, 1]"}
+    for name, span in fractions.items():
+        if not 0 < getattr(args, name) <= 1:
+            raise TrainError(f"{_flag(name)} must be in {span}, got {getattr(args, name)}")
+    for name in ("color_jitter", "pca_noise", "wd", "warmup_epochs", "warmup_lr"):
+        if getattr(args, name) < 0:
+            raise TrainError(f"{_flag(name)} must be 0 or more, got {getattr(args, name)}")
+    if not 0 <= args.momentum < 1:
+        raise TrainError(f"--momentum must be in [0, 1), got {args.momentum}")
+    if args.lr_mode not in MODES:
+        raise TrainError(f"--lr-mode must be one of {', '.join(MODES)}, got {args.lr_mode!r}")
     if args.dtype not in DTYPES:
         raise TrainError(f"--dtype must be one of {', '.join(DTYPES)}, got {args.dtype!r}")
+    if str(args.kvstore).lower() not in KVSTORES:
+        raise TrainError(f"unknown --kvstore {args.kvstore!r}; choose one of: {', '.join(KVSTORES)}")
     if not 0 <= args.label_smoothing < 1:
         raise TrainError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
     if args.num_gpus and args.num_cpus > 1:
         raise TrainError("give --num-gpus or --num-cpus, not both")
+    if args.resume and args.force:
+        raise TrainError("give --resume (continue the run) or --force (start over), not both")
+    if args.force and args.resume_epoch is not None:
+        raise TrainError("give --resume-epoch (continue the run) or --force (start over), not both")
+    if args.attention == "none" and (args.blocks or args.reduction):
+        raise TrainError(
+            "--attention none builds the network without attention blocks; drop "
+            + ("--blocks" if args.blocks else "--reduction")
+        )
     if not args.synthetic:
         for flag in ("rec_train", "rec_train_idx"):
             if not getattr(args, flag):
-                raise TrainError(
-                    f"--{flag.replace('_', '-')} is required (or --synthetic to train on random data)"
-                )
+                raise TrainError(f"{_flag(flag)} is required (or --synthetic to train on random data)")
         if bool(args.rec_val) != bool(args.rec_val_idx):
             raise TrainError("give both --rec-val and --rec-val-idx, or neither")
     try:
@@ -98,13 +156,18 @@ def contexts(args):
         raise TrainError(
             "--dtype bfloat16 on CPU needs AVX-512 (oneDNN bf16 kernels); use --dtype float32 here"
         )
-    return [mx.cpu(i) for i in range(max(1, args.num_cpus))]
+    return [mx.cpu(i) for i in range(args.num_cpus)]
 
 
 def model_kwargs(args):
+    """get_model keyword arguments from the model flags; --attention none means no attention
+    blocks on every model (also those built with blocks by default)."""
     kwargs = {}
-    if args.attention:
-        kwargs["attention"] = None if args.attention == "none" else args.attention
+    if args.attention == "none":
+        kwargs["attention"] = None
+        kwargs["blocks"] = None
+    elif args.attention:
+        kwargs["attention"] = args.attention
     if args.blocks:
         kwargs["blocks"] = args.blocks
     if args.reduction:
@@ -193,14 +256,16 @@ class Data:
 
 
 class StopFlag:
-    """Records SIGINT/SIGTERM so the loop can finish its batch, save and exit cleanly."""
+    """Records SIGINT/SIGTERM/SIGHUP so the loop can finish its batch, save and exit cleanly."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.signal = None
         self._old = {}
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.SIGNALS:
             self._old[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -208,6 +273,10 @@ class StopFlag:
         if self.signal is not None:  # a second signal: stop now
             raise KeyboardInterrupt
         self.signal = signum
+
+    @property
+    def name(self):
+        return signal.Signals(self.signal).name if self.signal else "another worker"
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -234,18 +303,157 @@ def soft_labels(label, num_classes, smoothing):
     return one_hot
 
 
+# --- the save directory: one run at a time, never mixed with another run's files ----------------
+
+
+def claim_save_dir(args):
+    """Lock `--save-dir` for this run (rank 0) and make sure it holds only this run's files:
+    refuse a directory with another run's checkpoints unless --resume or --force (which deletes
+    them), and remove what killed writers left.  Returns the held RunLock and the lines to log
+    (logging starts after this: a refused run writes nothing into the directory)."""
+    lock = checkpoint.RunLock(args.save_dir).acquire()
+    notes = []
+    try:
+        found = checkpoint.run_files(args.save_dir)
+        resuming = args.resume or args.resume_epoch is not None
+        held = [p for p in found if os.path.basename(p).startswith(checkpoint.PREFIX + "-")]
+        if held and not resuming and not args.force:
+            newest = checkpoint.list_checkpoints(args.save_dir)
+            what = os.path.basename(newest[-1].stem if newest else held[-1])
+            raise TrainError(
+                f"{args.save_dir} already holds the checkpoints of a run (newest {what}); continue it "
+                "with --resume, or start over with --force (deletes them) or another --save-dir"
+            )
+        if args.force and found:
+            for path in found:
+                os.remove(path)
+            notes.append(f"--force: removed {len(found)} files of an earlier run from {args.save_dir}")
+        stale = checkpoint.remove_tmp_files(args.save_dir)
+        if stale:
+            notes.append(f"removed {len(stale)} temporary files of an interrupted writer: {', '.join(stale)}")
+    except BaseException:
+        lock.release()
+        raise
+    return lock, notes
+
+
+def _param_shapes(net):
+    return {name: p.shape for name, p in net._collect_params_with_prefix().items()}
+
+
+def _differing_flags(meta_args, args, names):
+    return [
+        f"{_flag(n)} {meta_args.get(n)!r} -> {getattr(args, n)!r}"
+        for n in names
+        if n in meta_args and meta_args.get(n) != getattr(args, n)
+    ]
+
+
+def check_resume_fits(ck, args, net, num_classes, global_batch, saved):
+    """Raise TrainError when checkpoint `ck` (its arrays `saved`) cannot be continued with
+    `args`: another network (model, attention, blocks, reduction, class count) or, for a
+    mid-epoch checkpoint, another global batch.  Log the other flags that changed."""
+    meta = ck.meta
+    meta_args = meta.get("args") or {}
+    name = os.path.basename(ck.stem)
+    if meta.get("model") != args.model:
+        raise TrainError(
+            f"--resume: {name} is a checkpoint of {meta.get('model')} but --model is {args.model}; "
+            f"resume with --model {meta.get('model')}, or start over with --force or another --save-dir"
+        )
+    shapes = _param_shapes(net)
+    mismatch = sorted(set(shapes) ^ set(saved)) or [
+        n for n, shape in shapes.items() if 0 not in shape and tuple(saved[n].shape) != tuple(shape)
+    ]
+    if mismatch:
+        differ = _differing_flags(meta_args, args, MODEL_FLAGS[1:-1])
+        if meta.get("num_classes") not in (None, num_classes):
+            differ.append(f"classes {meta['num_classes']} -> {num_classes}")
+        what = "; ".join(differ) or f"parameter {mismatch[0]} differs"
+        raise TrainError(
+            f"--resume: {name} holds another network than these flags build ({what}); resume with "
+            "the checkpoint's flags, or start over with --force or another --save-dir"
+        )
+    if ck.batch and meta.get("global_batch") not in (None, global_batch):
+        raise TrainError(
+            f"--resume: {name} stopped after batch {ck.batch} of epoch {ck.epoch + 1} with a global "
+            f"batch of {meta['global_batch']}, but these flags give {global_batch}; resume with the "
+            f"same --batch-size, devices and workers (or from the end of epoch {ck.epoch} with "
+            f"--resume-epoch {ck.epoch})"
+        )
+    changed = _differing_flags(
+        meta_args, args, [k for k in vars(args) if k not in RUN_CONTROL_FLAGS + MODEL_FLAGS]
+    )
+    for change in changed:
+        note = " (the schedule continues from the checkpoint's step with the new base lr)"
+        log.info("changed since %s: %s%s", name, change, note if change.startswith("--lr ") else "")
+
+
+def load_resume(args, net, ctx, num_classes, global_batch):
+    """Load the newest usable checkpoint into `net`; returns it (None to start from scratch).
+    Damaged checkpoints (unreadable JSON, files that differ from their recorded checksums, params
+    or states that do not load) are skipped, each with a log line saying why."""
+    candidates = checkpoint.resume_candidates(args.save_dir, args.resume_epoch)
+    if not candidates:
+        log.info("--resume: no complete checkpoint in %s, starting from scratch", args.save_dir)
+        return None
+    skipped = []
+    for ck in candidates:
+        reason = checkpoint.damage(ck)
+        saved = None
+        if reason is None:
+            try:
+                saved = mx.nd.load(ck.params)
+                with open(ck.states, "rb") as f:
+                    pickle.loads(f.read())
+            except Exception as err:  # noqa: BLE001  (a damaged file, whatever the error)
+                reason = f"{ck.params if saved is None else ck.states} does not load ({error_line(err)})"
+        if reason is not None:
+            log.info("--resume: skipping %s: %s", os.path.basename(ck.stem), reason)
+            skipped.append(f"{os.path.basename(ck.stem)}: {reason}")
+            continue
+        check_resume_fits(ck, args, net, num_classes, global_batch, saved)
+        net.load_parameters(ck.params, ctx=ctx)
+        if skipped:
+            log.info("--resume: using %s, the newest checkpoint that loads", os.path.basename(ck.stem))
+        return ck
+    raise TrainError(
+        f"--resume: no checkpoint in {args.save_dir} loads ({'; '.join(skipped)}); "
+        "start over with --force or another --save-dir"
+    )
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
 def fit(args):
     """Train as `args` (from a2gluon.cli.train) says.  Returns a summary dict."""
     check_args(args)
     ctx = contexts(args)
-    kv, dist = create_kvstore(args.kvstore, len(ctx))
+    try:
+        kv, dist = create_kvstore(args.kvstore, len(ctx))
+    except (ValueError, RuntimeError) as err:
+        raise TrainError(str(err)) from None
+    rank = dist.rank
+    lock, notes = claim_save_dir(args) if rank == 0 else (None, [])
+    try:
+        return _fit(args, ctx, kv, dist, notes)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit(args, ctx, kv, dist, notes):
     rank = dist.rank
     num_parts, part_index = shard(dist)
     setup_logging(args.save_dir, rank)
+    for note in notes:
+        log.info("%s", note)
     mx.random.seed(args.seed + rank)
     np.random.seed(args.seed + rank)
 
     batch = args.batch_size * len(ctx)
+    global_batch = batch * num_parts
     data = Data(args, batch, num_parts, part_index)
     num_classes = data.num_classes
 
@@ -265,15 +473,10 @@ def fit(args):
 
     resume = None
     if args.resume or args.resume_epoch is not None:
-        resume = checkpoint.find_resume(args.save_dir, args.model, args.resume_epoch)
-        if resume is None:
-            log.info("--resume: no complete checkpoint in %s, starting from scratch", args.save_dir)
-        else:
-            net.load_parameters(resume.params, ctx=ctx)
+        resume = load_resume(args, net, ctx, num_classes, global_batch)
     net.hybridize(static_alloc=True, static_shape=True)
     settle_shapes(net, args.input_size, ctx)
 
-    global_batch = batch * num_parts
     schedule = Schedule(
         lr=args.lr,
         num_epochs=args.num_epochs,
@@ -294,6 +497,7 @@ def fit(args):
     )
     if args.dtype == "float16":
         amp.init_trainer(trainer)
+    vote = StopVote(kv, dist)
 
     history, best_top1, start_epoch, skip_batches = [], -1.0, 0, 0
     if resume is not None:
@@ -310,7 +514,11 @@ def fit(args):
 
     sparse_label = not (args.label_smoothing or args.mixup)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=sparse_label)
-    metrics_log = MetricsLog(os.path.join(args.save_dir, "metrics.jsonl")) if rank == 0 else None
+    metrics_log = None
+    if rank == 0:
+        # The metrics file says what the checkpoint says: a resumed run drops the epochs after it.
+        metrics_log = MetricsLog(os.path.join(args.save_dir, "metrics.jsonl"))
+        metrics_log.rewrite(history)
     meta_base = {
         "model": args.model,
         "model_kwargs": kwargs,
@@ -318,6 +526,8 @@ def fit(args):
         "input_size": args.input_size,
         "crop_ratio": args.crop_ratio,
         "classes": data.classes,
+        "global_batch": global_batch,
+        "iters_per_epoch": data.iters_per_epoch,
         "args": {k: v for k, v in vars(args).items() if k != "func"},
     }
     if rank == 0:
@@ -338,13 +548,53 @@ def fit(args):
             args.lr_mode,
         )
 
-    def save(epoch, batch_done, record=None):
+    def save(epoch, batch_done, **extra):
         if rank != 0:
             return None
-        meta = dict(meta_base, history=history, best_top1=best_top1)
-        if record:
-            meta.update(top1=record.get("val_top1"), top5=record.get("val_top5"))
+        meta = dict(meta_base, history=history, best_top1=best_top1, **extra)
         return checkpoint.save(args.save_dir, args.model, net, trainer, meta, epoch, batch_done)
+
+    def validate(epoch, record):
+        """Score the validation data after `epoch` epochs into `record`; True when it is the
+        best so far."""
+        nonlocal best_top1
+        metric, speed = evaluate(net, data.val(), ctx)
+        record["val_top1"], record["val_top5"] = metric.get()
+        record["val_images"] = metric.count
+        log.info(
+            "Epoch[%d] validation: top1 %.4f top5 %.4f on %d images (%.1f img/s)",
+            epoch,
+            *metric.get(),
+            metric.count,
+            speed,
+        )
+        if record["val_top1"] > best_top1:
+            best_top1 = record["val_top1"]
+            return True
+        return False
+
+    def finish_validation(ck, record, epoch):
+        """Validate an end-of-epoch checkpoint `ck` already on disk, then record the result in
+        its meta, the metrics file and -best."""
+        improved = validate(epoch, record)
+        if ck is None and improved:  # not a save epoch, but the best model so far
+            ck = save(epoch, 0, top1=record["val_top1"], top5=record["val_top5"])
+        elif ck is not None:
+            ck = checkpoint.update_meta(
+                ck,
+                history=history,
+                best_top1=best_top1,
+                top1=record["val_top1"],
+                top5=record["val_top5"],
+                val_pending=False,
+            )
+        if improved and ck is not None:
+            checkpoint.save_best(args.save_dir, args.model, ck)
+
+    if resume is not None and resume.meta.get("val_pending") and rank == 0 and history:
+        log.info("validating epoch %d, which %s could not", resume.epoch, os.path.basename(resume.stem))
+        finish_validation(resume, history[-1], resume.epoch)
+        metrics_log.rewrite(history)
 
     total_steps = args.num_epochs * data.iters_per_epoch
     run_start, steps_done_here = time.perf_counter(), 0
@@ -357,6 +607,7 @@ def fit(args):
             epoch_start = time.perf_counter()
             it = data.train(epoch)
             mixing = args.mixup and epoch < args.mixup_off_epoch
+            stopping = False
             for i, batch_data in enumerate(it):
                 if epoch == start_epoch and i < skip_batches:
                     continue  # done before the interruption we resume from
@@ -417,18 +668,21 @@ def fit(args):
                         speed,
                         fmt_time(left * batch / speed if speed else float("nan")),
                     )
-                if stop.signal is not None and i + 1 < data.iters_per_epoch:
+                stopping = vote(stop.signal is not None)  # every worker stops after the same batch
+                if stopping and i + 1 < data.iters_per_epoch:
                     ck = save(epoch, i + 1)
                     summary.update(stopped=True, checkpoint=ck and ck.stem)
                     log.info(
-                        "stopped by %s after epoch %d batch %d; checkpoint %s. Resume with the same "
-                        "command plus --resume",
-                        signal.Signals(stop.signal).name,
+                        "stopped by %s in epoch %d after batch %d; checkpoint %s. Resume with the "
+                        "same command plus --resume",
+                        stop.name,
                         epoch + 1,
                         i + 1,
                         ck.stem if ck else "(written by rank 0)",
                     )
-                    return summary
+                    break
+            if summary["stopped"]:
+                break
             mx.nd.waitall()  # every update of the epoch done (and, distributed, every pull answered)
             train_top1, train_top5 = train_metric.get()
             epoch_time = time.perf_counter() - epoch_start
@@ -446,22 +700,20 @@ def fit(args):
                 "val_top1": None,
                 "val_top5": None,
             }
-            val = data.val() if rank == 0 else None
-            if val is not None and ((epoch + 1) % args.val_interval == 0 or epoch + 1 == args.num_epochs):
-                metric, speed = evaluate(net, val, ctx)
-                record["val_top1"], record["val_top5"] = metric.get()
-                record["val_images"] = metric.count
-                log.info(
-                    "Epoch[%d] validation: top1 %.4f top5 %.4f on %d images (%.1f img/s)",
-                    epoch + 1,
-                    *metric.get(),
-                    metric.count,
-                    speed,
-                )
             history.append(record)
-            improved = record["val_top1"] is not None and record["val_top1"] > best_top1
-            if improved:
-                best_top1 = record["val_top1"]
+            last = epoch + 1 == args.num_epochs
+            validating = (
+                rank == 0
+                and data.val_images > 0
+                and ((epoch + 1) % args.val_interval == 0 or last)
+                and not stopping
+            )
+            # The checkpoint first: a crash in validation must not lose the epoch.
+            ck = None
+            if (epoch + 1) % args.save_frequency == 0 or last or stopping:
+                ck = save(epoch + 1, 0, val_pending=validating)
+            if validating:
+                finish_validation(ck, record, epoch + 1)
             if rank == 0:
                 metrics_log.write(record)
                 plot_curves(history, os.path.join(args.save_dir, "curves.png"), args.model)
@@ -473,20 +725,17 @@ def fit(args):
                     record["images_per_sec"],
                     fmt_time(epoch_time),
                 )
-            last = epoch + 1 == args.num_epochs
-            if (epoch + 1) % args.save_frequency == 0 or last or improved or stop.signal is not None:
-                ck = save(epoch + 1, 0, record)
-                if improved and ck is not None:
-                    checkpoint.save_best(args.save_dir, args.model, ck)
-            if stop.signal is not None and not last:
+            if stopping and not last:
                 summary.update(stopped=True)
                 log.info(
                     "stopped by %s after epoch %d; resume with the same command plus --resume",
-                    signal.Signals(stop.signal).name,
+                    stop.name,
                     epoch + 1,
                 )
-                return summary
-    barrier(kv, dist)  # no worker leaves the job while rank 0 still saves
+                break
+    barrier(kv, dist)  # every path: no worker leaves the job while rank 0 still saves
+    if summary["stopped"]:
+        return summary
     summary.update(history=history, best_top1=best_top1, epochs=args.num_epochs)
     if rank == 0:
         log.info(

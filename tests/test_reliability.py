@@ -6,6 +6,7 @@ network and skips damaged checkpoints; every argument is checked before any work
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -382,3 +383,101 @@ def test_a_local_kvstore_under_the_launcher_is_refused(monkeypatch):
     monkeypatch.setenv("DMLC_ROLE", "worker")
     with pytest.raises(ValueError, match="--kvstore dist_sync"):
         create_kvstore("device", 2)
+
+
+# --- distributed jobs end, and a pre-empted one resumes -------------------------------------------
+
+LAUNCH = [sys.executable, "-m", "a2gluon.launch", "-n", "2", "-s", "1", "--timeout", "400", "--"]
+DIST_ENV = dict(TEST_ENV, OMP_NUM_THREADS="1")
+
+
+def _damage_record(rec, idx, key, out_rec):
+    """A copy of `rec` whose record `key` has random bytes after the JPEG start marker (same
+    length, so the index still fits): MXNet's decoder fails on it with an OpenCV assertion."""
+    import struct
+
+    table = np.loadtxt(idx, dtype=np.int64, delimiter="\t")
+    offset = int(table[table[:, 0] == key][0, 1])
+    data = bytearray(Path(rec).read_bytes())
+    length = struct.unpack("<I", data[offset + 4 : offset + 8])[0] & ((1 << 29) - 1)
+    start, end = offset + 8 + 24 + 2, offset + 8 + length
+    data[start:end] = np.random.RandomState(0).randint(0, 256, size=end - start).astype(np.uint8).tobytes()
+    Path(out_rec).write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+def test_a_failing_worker_ends_the_dist_job_within_30_s_with_its_message(digits, tmp_path):
+    """Worker 1's shard holds a damaged record: it prints the decoder's message and leaves at
+    once, and the launcher ends the whole job (servers, scheduler, worker 0) within 30 s."""
+    import shutil
+    import threading
+
+    rec, idx = digits["train"][1], digits["train"][3]
+    bad = tmp_path / "damaged.rec"
+    _damage_record(rec, idx, 1200, bad)  # in the second half: worker 1's part
+    shutil.copy(rec[: -len(".rec")] + ".classes.json", tmp_path / "damaged.classes.json")
+    cmd = LAUNCH + TRAIN + TINY + ["--rec-train", str(bad), "--rec-train-idx", idx, "--batch-size", "8"]
+    cmd += ["--num-epochs", "2", "--kvstore", "dist_sync", "--save-dir", str(tmp_path / "run")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=DIST_ENV)
+    lines = []
+
+    def read():
+        for line in proc.stderr:
+            lines.append((time.monotonic(), line.rstrip("\n")))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    proc.wait(timeout=500)
+    ended = time.monotonic()
+    reader.join()
+    text = "\n".join(line for _, line in lines)
+    assert proc.returncode == 1, text[-3000:]
+    failed = [(t, line) for t, line in lines if line.startswith("train_imagenet.py: error:")]
+    assert failed, text[-3000:]
+    assert "resize" in failed[0][1] and "Traceback" not in failed[0][1]
+    # the launcher names the worker by its task id, which need not be its rank
+    assert re.search(r"launch: error: worker \d exited with code 1; stopping the job", text), text[-2000:]
+    assert ended - failed[0][0] < 30
+
+
+@pytest.mark.slow
+def test_a_preempted_dist_job_resumes_to_where_an_uninterrupted_one_ends(tmp_path):
+    """SIGTERM to the launcher mid-epoch: every worker stops after the same batch, rank 0 writes
+    its mid-epoch checkpoint, the servers stop after that; --resume continues the job, which
+    ends with the parameters of an uninterrupted job."""
+    args = BASE + ["--synthetic-batches", "8", "--num-epochs", "2", "--log-interval", "1"]
+    args += ["--kvstore", "dist_sync"]
+    whole = tmp_path / "whole"
+    out = subprocess.run(
+        LAUNCH + TRAIN + args + ["--save-dir", str(whole)], capture_output=True, text=True, env=DIST_ENV
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    save = tmp_path / "preempted"
+    proc = subprocess.Popen(
+        LAUNCH + TRAIN + args + ["--save-dir", str(save)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=DIST_ENV,
+    )
+    assert _interrupt(proc, save, ("batches", 11), signal.SIGTERM)  # in epoch 2
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "asked 2 workers to checkpoint" in err
+    mid = checkpoint.find_resume(str(save))
+    assert mid is not None and mid.batch > 0, err[-3000:]
+
+    out = subprocess.run(
+        LAUNCH + TRAIN + args + ["--save-dir", str(save), "--resume"],
+        capture_output=True,
+        text=True,
+        env=DIST_ENV,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"batch {mid.batch}" in out.stderr
+    a = mx.nd.load(checkpoint.stem(str(whole), MODEL, 2) + ".params")
+    b = mx.nd.load(checkpoint.stem(str(save), MODEL, 2) + ".params")
+    differ = [name for name in a if not np.array_equal(a[name].asnumpy(), b[name].asnumpy())]
+    assert not differ, differ[:5]
+    assert metrics_epochs(save) == [1, 2]

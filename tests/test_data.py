@@ -1,8 +1,11 @@
 """The data layer: packing, record checks, the record pipelines, the folder loader, digits."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -108,13 +111,142 @@ def test_unreadable_images_are_skipped_counted_and_reported(tmp_path, capsys):
     assert pack_main([str(folder), str(tmp_path / "out"), "--resize", "0", "--quiet"]) == 0
     out, err = capsys.readouterr()
     assert "packed 4 images" in out
-    assert "skipped 2 unreadable images" in err and "a/broken.jpg" in err and "b/empty.png" in err
+    assert "skipped 2 images that cannot be packed" in err and "a/broken.jpg" in err and "b/empty.png" in err
     assert "ignored 1 files" in err and "b/notes.txt" in err
     meta = json.loads((tmp_path / "out.classes.json").read_text())
     assert meta["skipped"] == ["a/broken.jpg", "b/empty.png"] and meta["counts"] == [2, 2]
     info = check_records(tmp_path / "out.rec", tmp_path / "out.idx")
     assert info.num_images == 4 and info.ids_match_keys  # keys stay 0..3 despite the gap
     assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_names_the_lst_cannot_hold_are_skipped_and_reported(tmp_path, capsys):
+    """A name that is not UTF-8 used to abort the pack with UnicodeEncodeError while writing the
+    .lst; a tab or newline in a name silently split its .lst line."""
+    folder = make_folder(tmp_path / "src", {"a": 2, "b": 1})
+    good = (folder / "a" / "000.jpg").read_bytes()
+    handle = os.open(os.fsencode(folder / "a") + b"/caf\xe9.jpg", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(handle, good)
+    os.close(handle)
+    (folder / "b" / "tab\tname.jpg").write_bytes(good)
+    (folder / "b" / "new\nline.jpg").write_bytes(good)
+    assert (
+        pack_main([str(folder), str(tmp_path / "out"), "--resize", "0", "--num-workers", "0", "--quiet"]) == 0
+    )
+    out, err = capsys.readouterr()
+    assert "packed 3 images" in out and "skipped 3 images" in err
+    assert "a/caf\\xe9.jpg: name is not valid UTF-8" in err
+    assert "b/tab\\tname.jpg: name contains a tab or line break" in err and "b/new\\nline.jpg" in err
+    meta = json.loads((tmp_path / "out.classes.json").read_text())
+    assert meta["skipped"] == ["a/caf\\xe9.jpg", "b/new\\nline.jpg", "b/tab\\tname.jpg"]
+    lines = (tmp_path / "out.lst").read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == "" and [line.count("\t") for line in lines[:-1]] == [2, 2, 2]
+    assert check_records(tmp_path / "out.rec", tmp_path / "out.idx").num_images == 3
+
+    (folder / "c\td").mkdir()  # a class folder: skipping it would shift the labels
+    with pytest.raises(DataError, match=r"class folder 'c\\td': name contains a tab"):
+        pack(folder, tmp_path / "out2", resize=0, num_workers=0, progress=False)
+
+
+def test_empty_class_folder_is_kept_as_a_class_and_warned_about(tmp_path, capsys):
+    folder = make_folder(tmp_path / "src", {"a": 2, "c": 1})
+    (folder / "b").mkdir()
+    (folder / "d").mkdir()
+    (folder / "d" / "broken.jpg").write_bytes(b"not an image")  # gives no image either
+    assert (
+        pack_main([str(folder), str(tmp_path / "out"), "--resize", "0", "--num-workers", "0", "--quiet"]) == 0
+    )
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert warning == [
+        "warning: 2 class folders gave no image (b, d); they stay classes with 0 images so that the "
+        "labels keep the folder order"
+    ]
+    meta = json.loads((tmp_path / "out.classes.json").read_text())
+    assert meta["classes"] == ["a", "b", "c", "d"] and meta["counts"] == [2, 0, 1, 0]
+    assert meta["empty_classes"] == ["b", "d"]
+    it = val_iter(tmp_path / "out.rec", tmp_path / "out.idx", batch_size=4, input_size=24, num_workers=1)
+    assert labels_of(it) == [0, 0, 2]
+
+
+def test_negative_num_workers_is_refused(packed, tmp_path, capsys):
+    _, folder, _ = packed
+    assert pack_main([str(folder), str(tmp_path / "out"), "--num-workers", "-1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --num-workers must be 0 or more (0 or 1 decodes in this process), got -1\n"
+    assert not list(tmp_path.iterdir())
+
+
+def test_leftovers_of_a_killed_pack_are_removed(packed, tmp_path, capsys):
+    _, folder, _ = packed
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its PID is no longer alive
+    dead = [tmp_path / f"out{s}.tmp-{gone.pid}" for s in (".rec", ".idx", ".lst", ".classes.json")]
+    live = tmp_path / f"out.rec.tmp-{os.getppid()}"  # a pack still running keeps its files
+    other = [tmp_path / "out.rec.tmp-x1", tmp_path / f"other.rec.tmp-{gone.pid}"]
+    for path in dead + [live] + other:
+        path.write_bytes(b"partial")
+    args = [str(folder), str(tmp_path / "out"), "--resize", "16", "--num-workers", "0", "--quiet"]
+    assert pack_main(args) == 0
+    assert "removed 4 temporary files of an earlier pack that was killed" in capsys.readouterr().err
+    assert not any(p.exists() for p in dead) and live.exists() and all(p.exists() for p in other)
+    assert check_records(tmp_path / "out.rec", tmp_path / "out.idx").num_images == 12
+
+
+def descendants(pid):
+    """PIDs of all processes below ``pid`` (forkserver workers are its grandchildren)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="lists processes through /proc")
+def test_sigterm_during_pack_removes_temporary_files_and_ends_the_workers(tmp_path):
+    """The old packer died of SIGTERM at once, leaving OUT.*.tmp-PID behind (measured)."""
+    rng = np.random.RandomState(0)
+    pictures = [texture(rng, 240, 320) for _ in range(4)]
+    for c in range(3):
+        (tmp_path / "src" / f"c{c}").mkdir(parents=True)
+        for i in range(100):
+            cv2.imwrite(str(tmp_path / "src" / f"c{c}" / f"{i:03d}.jpg"), pictures[i % 4])
+    cmd = [sys.executable, "-m", "a2gluon.data.pack", str(tmp_path / "src"), str(tmp_path / "out")]
+    cmd += ["--resize", "200", "--num-workers", "2", "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(descendants(proc.pid)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # wait for the forkserver and both workers
+    workers = descendants(proc.pid)
+    assert len(workers) >= 3 and list(tmp_path.glob("out.*.tmp-*")), "the pack ended before the test"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err == "stopped by SIGTERM: no output written\n" and out == ""
+    assert not list(tmp_path.glob("out*"))
+    deadline = time.monotonic() + 10
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(running, workers))
+
+
+def running(pid):
+    """Whether process ``pid`` still runs (an exited orphan stays a zombie until init reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_existing_output_is_refused_without_force(packed, tmp_path, capsys):
@@ -332,6 +464,14 @@ def test_digits_dataset_is_real_stratified_and_deterministic(tmp_path):
 
     packed = pack(out["train"], tmp_path / "dtrain", resize=16, num_workers=0, progress=False)
     assert packed["images"] == sum(train) and packed["skipped"] == []
+
+
+def test_digits_onto_an_existing_file_is_a_one_line_error(tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    assert digits_main([str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "is not a folder" in err
 
 
 def test_pack_module_cli_is_the_function():

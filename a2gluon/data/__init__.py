@@ -1,11 +1,12 @@
 """The data layer: pack ImageNet-layout folders into im2rec records, the training and validation
-pipelines over them, record checks, synthetic batches and the bundled digits demo dataset."""
+pipelines over them, record checks (headers, and a deep check that decodes every image),
+synthetic batches and the bundled digits demo dataset."""
 
 import warnings
 
 from .digits import make_digits_imagenet
 from .layout import DataError, read_classes, scan_image_folder
-from .pack import pack
+from .pack import Terminated, pack
 from .pipeline import (
     MEAN_RGB,
     STD_RGB,
@@ -19,6 +20,16 @@ from .pipeline import (
     train_iter,
     val_iter,
 )
+from .verify import (
+    BadRecord,
+    VerifyResult,
+    crash_signal_name,
+    describe_crash,
+    known_bad_records,
+    refuse_known_bad_records,
+    verify_records,
+    write_clean_records,
+)
 
 # `python -m a2gluon.data.pack` / `.digits` import this package, which has already imported
 # those modules to re-export their functions; runpy then warns that it runs a second copy as
@@ -30,18 +41,27 @@ warnings.filterwarnings(
 __all__ = [
     "MEAN_RGB",
     "STD_RGB",
+    "BadRecord",
     "DataError",
     "RecordInfo",
     "SyntheticIter",
+    "Terminated",
     "ValIter",
+    "VerifyResult",
     "check_records",
+    "crash_signal_name",
+    "describe_crash",
     "eval_transform",
     "folder_val_loader",
+    "known_bad_records",
     "make_digits_imagenet",
     "pack",
     "part_sizes",
     "read_classes",
+    "refuse_known_bad_records",
     "scan_image_folder",
     "train_iter",
     "val_iter",
+    "verify_records",
+    "write_clean_records",
 ]

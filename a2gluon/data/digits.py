@@ -56,6 +56,10 @@ def make_digits_imagenet(root, image_size=32, val_fraction=0.2, seed=0, force=Fa
     if not 0 < val_fraction < 1:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DataError(
+            f"{root} exists and is not a folder; give the path of a folder to write the images to"
+        )
     train_dir, val_dir = root / "train", root / "val"
     settings = {"image_size": image_size, "val_fraction": val_fraction, "seed": seed, "source": "load_digits"}
     manifest_path = root / MANIFEST
@@ -116,6 +120,9 @@ def main(argv=None):
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # e.g. no permission to write there
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(
         f"wrote {sum(out['counts']['train'])} training and {sum(out['counts']['val'])} validation "
         f"images of {len(out['classes'])} classes to {out['train']} and {out['val']}"

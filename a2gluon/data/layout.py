@@ -12,7 +12,8 @@ same labels.  Its schema (version 1)::
       "num_classes": K,
       "counts": [n_0, ..., n_{K-1}],    # images packed per label
       "num_images": N,                  # records in the .rec
-      "skipped": ["cls/bad.jpg", ...],  # unreadable images left out (paths relative to root)
+      "skipped": ["cls/bad.jpg", ...],  # images left out (paths relative to root, see printable_name)
+      "empty_classes": ["n0..."],       # class folders that gave no image (kept: labels stay put)
       "root": "/abs/path/to/ROOT", "resize": 480, "quality": 95, "pass_through": false
     }
 """
@@ -76,6 +77,32 @@ def write_classes(path, classes, **extra):
 
 def _is_hidden(name):
     return name.startswith(".")
+
+
+def name_problem(name):
+    """Why ``name`` (a path as ``os.listdir`` returns it) cannot go into a ``.lst``, or ``None``.
+
+    The ``.lst`` is UTF-8 text, one ``index<TAB>label<TAB>path`` line per image: a name whose
+    bytes are not UTF-8 (Python holds them as surrogate escapes) cannot be written, and a tab
+    or line break inside a name would split its line.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8"
+    if "\t" in name or name.splitlines() != [name]:
+        return "name contains a tab or line break (a .lst line is tab-separated)"
+    return None
+
+
+def printable_name(name):
+    """``name`` for messages and JSON: undecodable bytes and control characters as backslash escapes.
+
+    ``b'caf\\xe9.jpg'`` (listed by Python as ``'caf\\udce9.jpg'``) becomes ``caf\\xe9.jpg``, a
+    newline ``\\n``.
+    """
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def scan_image_folder(root, classes=None):

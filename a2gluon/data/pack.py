@@ -13,15 +13,23 @@ Labels are the sorted class folder names, or the order of ``--classes FILE`` (a 
 ``.classes.json``, so that a validation set gets the same labels).  Images are decoded with
 OpenCV (3-channel BGR, as im2rec), the shorter side resized to ``--resize`` with bilinear
 interpolation and im2rec's rounding (0 keeps the size), and re-encoded as JPEG at ``--quality``.
-Records are in sorted path order whatever the number of workers.  An unreadable image is skipped
-and reported at the end.  Outputs are written under temporary names and renamed when complete;
-existing outputs are kept unless ``--force``.
+Records are in sorted path order whatever the number of workers.  An unreadable image, and a
+file whose name the ``.lst`` cannot hold (not UTF-8, or with a tab or line break), is skipped and
+reported at the end; a class folder without images is kept as a class (labels stay the folder
+order) and reported.  Outputs are written under temporary names (``OUT.rec.tmp-PID``) and renamed
+when complete; SIGTERM or Ctrl-C removes them and ends the workers, and leftovers of a killed
+earlier run (whose PID is gone) are removed by the next pack of the same prefix.  Existing
+outputs are kept unless ``--force``.
 """
 
 import argparse
+import contextlib
 import multiprocessing
 import os
+import re
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +37,15 @@ import cv2
 import mxnet as mx
 import numpy as np
 
-from .layout import DataError, classes_path, read_classes, scan_image_folder, write_classes
+from .layout import (
+    DataError,
+    classes_path,
+    name_problem,
+    printable_name,
+    read_classes,
+    scan_image_folder,
+    write_classes,
+)
 
 OUTPUT_SUFFIXES = (".lst", ".rec", ".idx", ".classes.json")
 
@@ -66,26 +82,129 @@ def _encode(task):
 
 def _worker_init():
     cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent ends us
 
 
-def _make_pool(num_workers):
-    """Worker processes that start clean: forked from a fresh forkserver where available.
+def pool_context():
+    """A multiprocessing context whose workers start clean: a fresh forkserver where available.
 
     A plain fork would copy the caller's OpenCV and MXNet thread pools in whatever state they
     are, and the workers then hang (seen after the caller had resized images with OpenCV).
-    As with any spawn/forkserver pool, a script calling ``pack`` with workers must do so under
+    As with any spawn/forkserver pool, a script that uses workers must do so under
     ``if __name__ == "__main__":``.
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__ if __name__ != "__main__" else "a2gluon.data.pack"])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-    return ctx.Pool(num_workers, initializer=_worker_init)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _make_pool(num_workers):
+    return pool_context().Pool(num_workers, initializer=_worker_init)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived during a long data job; ``signum`` says which.
+
+    ``outputs_written`` is true when the job's outputs were already complete.
+    """
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.outputs_written = False
+
+
+_HOLD = {"on": False, "caught": []}  # see _signals_held
+
+
+def _raise_terminated(signum, frame):
+    if _HOLD["on"]:
+        _HOLD["caught"].append(signum)
+        return
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Turn SIGTERM and SIGINT into :class:`Terminated` inside the block (main thread only).
+
+    The exception runs the ``finally`` blocks that remove temporary files and end worker pools;
+    the default action of SIGTERM would skip them.  A handler the caller installed is kept.
+    """
+    installed = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+            if signal.getsignal(sig) is default:
+                installed[sig] = signal.signal(sig, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, previous in installed.items():
+            signal.signal(sig, previous)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Let a step finish before a SIGTERM / SIGINT caught by :func:`stop_on_signals` stops the job.
+
+    For steps that must not be cut in half: starting a worker pool (a half-started one leaves
+    processes behind and the forkserver prints a traceback) and the renames that publish the
+    outputs.  :class:`Terminated` is raised when the block ends.
+    """
+    if _HOLD["on"]:
+        yield
+        return
+    _HOLD["on"] = True
+    try:
+        yield
+    finally:
+        _HOLD["on"] = False
+    if _HOLD["caught"]:
+        signum = _HOLD["caught"][0]
+        _HOLD["caught"].clear()
+        raise Terminated(signum)
 
 
 def _tmp_name(path):
     return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
+def _pid_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except (OverflowError, ValueError):  # not a possible PID
+        return False
+    return True
+
+
+def remove_stale_tmp(paths):
+    """Delete ``PATH.tmp-PID`` files of ``paths`` left by a killed run (PID no longer alive).
+
+    Returns the removed paths.  Files of a live process (a pack still running) are kept.
+    """
+    removed = []
+    by_folder = {}
+    for path in map(Path, paths):
+        by_folder.setdefault(path.parent, []).append(path.name)
+    for folder, names in by_folder.items():
+        if not folder.is_dir():
+            continue
+        pattern = re.compile("(?:" + "|".join(map(re.escape, names)) + r")\.tmp-(\d+)")
+        for entry in os.listdir(folder):
+            found = pattern.fullmatch(entry)
+            if found and not _pid_alive(int(found.group(1))):
+                with contextlib.suppress(FileNotFoundError):
+                    (folder / entry).unlink()
+                    removed.append(str(folder / entry))
+    return removed
 
 
 def pack(
@@ -108,9 +227,13 @@ def pack(
     file's bytes unchanged, after checking that they decode, as im2rec's ``--pass-through``.
 
     Returns a summary dict: ``images`` (records written), ``skipped`` (list of
-    ``(relative_path, reason)``), ``ignored`` (non-image files), ``classes``, ``counts`` (images
-    per label) and the output paths ``lst``, ``rec``, ``idx``, ``classes_json``.  Raises
-    :class:`DataError` for bad input or existing outputs without ``force``.
+    ``(relative_path, reason)``: undecodable images and names the ``.lst`` cannot hold, shown
+    with :func:`~a2gluon.data.layout.printable_name`), ``ignored`` (non-image files),
+    ``classes``, ``counts`` (images per label), ``empty_classes`` (class folders that gave no
+    image), ``removed_stale`` (temporary files of a killed earlier pack, removed) and the
+    output paths ``lst``, ``rec``, ``idx``, ``classes_json``.  Raises :class:`DataError` for
+    bad input or existing outputs without ``force``, and :class:`Terminated` on SIGTERM or
+    SIGINT (temporary files removed, workers ended).
     """
     if resize < 0:
         raise DataError(f"--resize must be 0 (keep the size) or positive, got {resize}")
@@ -118,6 +241,10 @@ def pack(
         raise DataError("--pass-through stores the files unchanged; combine it with --resize 0")
     if not 1 <= quality <= 100:
         raise DataError(f"--quality must be between 1 and 100, got {quality}")
+    if num_workers is not None and num_workers < 0:
+        raise DataError(
+            f"--num-workers must be 0 or more (0 or 1 decodes in this process), got {num_workers}"
+        )
     root = Path(root)
     out_prefix = Path(out_prefix)
     outputs = {s: Path(str(out_prefix) + s) for s in OUTPUT_SUFFIXES}
@@ -130,62 +257,89 @@ def pack(
         if classes is None:
             raise DataError(f"{classes_path(source)}: no such classes file")
     class_names, items, ignored = scan_image_folder(root, classes)
+    for name in class_names:
+        problem = name_problem(name)
+        if problem and (root / name).is_dir():
+            raise DataError(
+                f"{root}: class folder '{printable_name(name)}': {problem}; rename it "
+                "(the labels follow the folder names)"
+            )
+    skipped = []
+    usable = []
+    for rel, label in items:
+        problem = name_problem(rel)
+        if problem:
+            skipped.append((printable_name(rel), f"{problem}; rename it"))
+        else:
+            usable.append((rel, label))
+    items = usable
     if num_workers is None:
         num_workers = os.cpu_count() or 1
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    removed_stale = remove_stale_tmp(outputs.values())
 
     tasks = [
         (index, str(root / rel), label, resize, quality, pass_through)
         for index, (rel, label) in enumerate(items)
     ]
     tmp = {s: _tmp_name(p) for s, p in outputs.items()}
-    skipped = []
     counts = [0] * len(class_names)
     written = 0
+    committed = False
     bar = None
     pool = None
     try:
-        record = mx.recordio.MXIndexedRecordIO(str(tmp[".idx"]), str(tmp[".rec"]), "w")
-        with open(tmp[".lst"], "w", encoding="utf-8") as lst:
-            if num_workers > 1 and len(tasks) > 1:
-                pool = _make_pool(num_workers)
-                results = pool.imap(_encode, tasks, chunksize=8)
-            else:
-                results = map(_encode, tasks)
-            if progress:
-                from tqdm import tqdm
+        with stop_on_signals():
+            record = mx.recordio.MXIndexedRecordIO(str(tmp[".idx"]), str(tmp[".rec"]), "w")
+            with open(tmp[".lst"], "w", encoding="utf-8") as lst:
+                if num_workers > 1 and len(tasks) > 1:
+                    with _signals_held():
+                        pool = _make_pool(num_workers)
+                    results = pool.imap(_encode, tasks, chunksize=8)
+                else:
+                    results = map(_encode, tasks)
+                if progress:
+                    from tqdm import tqdm
 
-                bar = tqdm(total=len(tasks), unit="img", desc=f"packing {out_prefix.name}")
-            for index, payload, error in results:
-                rel, label = items[index]
-                if bar is not None:
-                    bar.update(1)
-                if payload is None:
-                    skipped.append((rel, error))
-                    continue
-                if written != index:  # keys stay 0..N-1 in record order when images are skipped
-                    header, img = mx.recordio.unpack(payload)
-                    payload = mx.recordio.pack(header._replace(id=written), img)
-                record.write_idx(written, payload)
-                lst.write(f"{written}\t{float(label):f}\t{rel}\n")
-                counts[label] += 1
-                written += 1
-        record.close()
-        if written == 0:
-            raise DataError(f"{root}: none of the {len(items)} images could be decoded")
-        write_classes(
-            tmp[".classes.json"],
-            class_names,
-            counts=counts,
-            num_images=written,
-            skipped=[rel for rel, _ in skipped],
-            root=str(root.resolve()),
-            resize=resize,
-            quality=None if pass_through else quality,
-            pass_through=pass_through,
-        )
-        for suffix in OUTPUT_SUFFIXES:
-            os.replace(tmp[suffix], outputs[suffix])
+                    bar = tqdm(total=len(tasks), unit="img", desc=f"packing {out_prefix.name}")
+                for index, payload, error in results:
+                    rel, label = items[index]
+                    if bar is not None:
+                        bar.update(1)
+                    if payload is None:
+                        skipped.append((rel, error))
+                        continue
+                    if written != index:  # keys stay 0..N-1 in record order when images are skipped
+                        header, img = mx.recordio.unpack(payload)
+                        payload = mx.recordio.pack(header._replace(id=written), img)
+                    record.write_idx(written, payload)
+                    lst.write(f"{written}\t{float(label):f}\t{rel}\n")
+                    counts[label] += 1
+                    written += 1
+            record.close()
+            if written == 0:
+                raise DataError(f"{root}: none of the {len(items) + len(skipped)} images could be packed")
+            skipped.sort()
+            empty_classes = [c for c, n in zip(class_names, counts) if n == 0 and (root / c).is_dir()]
+            write_classes(
+                tmp[".classes.json"],
+                class_names,
+                counts=counts,
+                num_images=written,
+                skipped=[rel for rel, _ in skipped],
+                empty_classes=empty_classes,
+                root=str(root.resolve()),
+                resize=resize,
+                quality=None if pass_through else quality,
+                pass_through=pass_through,
+            )
+            with _signals_held():  # all four outputs or none
+                for suffix in OUTPUT_SUFFIXES:
+                    os.replace(tmp[suffix], outputs[suffix])
+                committed = True
+    except Terminated as stop:
+        stop.outputs_written = committed
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -198,9 +352,11 @@ def pack(
     return {
         "images": written,
         "skipped": skipped,
-        "ignored": ignored,
+        "ignored": [printable_name(rel) for rel in ignored],
         "classes": class_names,
         "counts": counts,
+        "empty_classes": empty_classes,
+        "removed_stale": removed_stale,
         "lst": str(outputs[".lst"]),
         "rec": str(outputs[".rec"]),
         "idx": str(outputs[".idx"]),
@@ -220,7 +376,10 @@ def main(argv=None):
     )
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality 1-100 (default 95)")
     parser.add_argument(
-        "--num-workers", type=int, default=None, help="decoding processes (default: all cores)"
+        "--num-workers",
+        type=int,
+        default=None,
+        help="decoding processes (default: all cores; 0 or 1 decodes in this process)",
     )
     parser.add_argument(
         "--classes",
@@ -254,6 +413,10 @@ def main(argv=None):
     except OSError as err:  # unreadable folders, a full disk, ...: no output is left behind
         print(f"error: {err}; no output written", file=sys.stderr)
         return 1
+    except Terminated as stop:
+        done = "the outputs were complete" if stop.outputs_written else "no output written"
+        print(f"stopped by {signal.Signals(stop.signum).name}: {done}", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("interrupted: no output written", file=sys.stderr)
         return 130
@@ -262,10 +425,23 @@ def main(argv=None):
         f"packed {summary['images']} images of {len(summary['classes'])} classes into "
         f"{summary['rec']} in {elapsed:.1f} s"
     )
+    if summary["removed_stale"]:
+        print(
+            f"removed {len(summary['removed_stale'])} temporary files of an earlier pack that was killed",
+            file=sys.stderr,
+        )
     if summary["skipped"]:
-        print(f"skipped {len(summary['skipped'])} unreadable images:", file=sys.stderr)
+        print(f"skipped {len(summary['skipped'])} images that cannot be packed:", file=sys.stderr)
         for rel, reason in summary["skipped"]:
             print(f"  {rel}: {reason}", file=sys.stderr)
+    if summary["empty_classes"]:
+        empty = summary["empty_classes"]
+        shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
+        print(
+            f"warning: {len(empty)} class folders gave no image ({shown}); they stay classes with 0 "
+            "images so that the labels keep the folder order",
+            file=sys.stderr,
+        )
     if summary["ignored"]:
         shown = ", ".join(summary["ignored"][:5]) + (" ..." if len(summary["ignored"]) > 5 else "")
         print(f"ignored {len(summary['ignored'])} files that are not images: {shown}", file=sys.stderr)

@@ -3,7 +3,9 @@ and making a fatal signal inside MXNet print something instead of nothing."""
 
 import errno
 import faulthandler
+import os
 import re
+import subprocess
 import sys
 
 import mxnet as mx
@@ -71,14 +73,48 @@ def error_line(err):
     return type(err).__name__
 
 
-def show_fatal_signals():
-    """Make a fatal signal print the Python stack of every thread before the process dies.
+# The crash reporter: a tiny process that copies what faulthandler writes when this process dies
+# of a fatal signal to stderr, then prints the caller's one-line explanation after it.  It ignores
+# the signals that stop a job, and ends when the pipe closes (this process ended, however).
+_REPORTER = """
+import os, signal, sys
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(s, signal.SIG_IGN)
+seen = False
+while True:
+    chunk = os.read(0, 65536)
+    if not chunk:
+        break
+    seen = True
+    os.write(2, chunk)
+if seen:
+    os.write(2, (sys.argv[1] + chr(10)).encode())
+"""
+_crash_pipe = None  # the write end faulthandler writes to; kept open for the life of the process
+
+
+def show_fatal_signals(explanation=None):
+    """Make a fatal signal print the Python stack of every thread before the process dies, and
+    then `explanation` (one line, e.g. "train_imagenet.py: error: the process was killed by
+    SIGFPE inside MXNet's image decoder while reading X: ...") when given.
 
     A damaged image can kill MXNet's decoder with SIGFPE, which no Python code can catch; without
-    this the process ends without a word.  Keeps a handler that is already enabled (pytest's,
-    `python -X faulthandler`)."""
-    if not faulthandler.is_enabled() and sys.stderr is not None:
-        try:
+    this the process ends without a word.  The explanation is printed by a small reporter process,
+    since nothing runs in this one after the signal.  Keeps a handler that is already enabled
+    (pytest's, `python -X faulthandler`)."""
+    global _crash_pipe
+    if faulthandler.is_enabled() or sys.stderr is None:
+        return
+    try:
+        if explanation is None:
             faulthandler.enable()
-        except (AttributeError, ValueError, OSError):  # a stderr without a file descriptor
-            pass
+            return
+        read_end, write_end = os.pipe()
+        subprocess.Popen(
+            [sys.executable, "-S", "-c", _REPORTER, explanation], stdin=read_end, stdout=subprocess.DEVNULL
+        )
+        os.close(read_end)
+        _crash_pipe = os.fdopen(write_end, "wb", buffering=0)
+        faulthandler.enable(file=_crash_pipe)
+    except (AttributeError, ValueError, OSError):  # a stderr without a file descriptor
+        pass

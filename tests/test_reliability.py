@@ -357,9 +357,10 @@ def test_a_crash_in_validation_keeps_the_epoch_and_resume_validates_it(digits, t
         (["--resume-epoch", "0"], ["--resume-epoch"]),
     ],
 )
-def test_every_argument_is_checked_before_any_work(tmp_path, flags, words):
+def test_every_argument_is_checked_before_any_work(digits, tmp_path, flags, words):
     save = tmp_path / "run"
-    one_line_error(run(RUN + ["--save-dir", str(save)] + flags), *words)
+    data = digits["train"] + digits["val"]
+    one_line_error(run(TINY + data + ["--batch-size", "8", "--save-dir", str(save)] + flags), *words)
     assert not save.exists()
 
 
@@ -481,3 +482,42 @@ def test_a_preempted_dist_job_resumes_to_where_an_uninterrupted_one_ends(tmp_pat
     differ = [name for name in a if not np.array_equal(a[name].asnumpy(), b[name].asnumpy())]
     assert not differ, differ[:5]
     assert metrics_epochs(save) == [1, 2]
+
+
+# --- a damaged image never costs a silent crash ---------------------------------------------------
+
+
+@pytest.fixture()
+def damaged_val(digits, tmp_path):
+    """A copy of the digits validation records whose record 5 has a zero image height: MXNet's
+    evaluation pipeline dies of SIGFPE on it (tests/test_verify.py)."""
+    from test_verify import copy_set, damage
+
+    rec, idx = copy_set(digits["val"][1][: -len(".rec")], tmp_path / "val")
+    damage(rec, idx, 5, "height")
+    return rec, idx
+
+
+@pytest.mark.slow
+def test_a_decoder_crash_in_validation_names_the_records_and_keeps_the_epoch(digits, damaged_val, tmp_path):
+    rec, idx = damaged_val
+    save = tmp_path / "run"
+    args = TINY + digits["train"] + ["--rec-val", rec, "--rec-val-idx", idx]
+    args += ["--batch-size", "64", "--num-epochs", "1", "--save-dir", str(save)]
+    out = run(args)
+    assert out.returncode == -signal.SIGFPE, out.stderr[-3000:]
+    assert "Fatal Python error" in out.stderr  # the Python stack of the crash
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("train_imagenet.py: error: the process was killed by"), last
+    assert f"while reading {digits['train'][1]} or {rec}" in last and "--deep" in last
+    assert checkpoint.find_resume(str(save)).meta["val_pending"] is True  # the epoch is kept
+
+    check = subprocess.run(
+        [sys.executable, "-m", "a2gluon.cli.check_records", rec, "--deep", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=TEST_ENV,
+    )
+    assert check.returncode == 1 and "key 5" in check.stdout + check.stderr, check.stdout + check.stderr
+    # known now: refused before any work, in one line
+    one_line_error(run(args + ["--resume"]), rec)

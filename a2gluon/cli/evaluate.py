@@ -2,12 +2,10 @@
 model on RecordIO or an ImageNet folder, or of every checkpoint in a directory."""
 
 import argparse
-import contextlib
 import csv
 import json
 import os
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -15,6 +13,7 @@ import mxnet as mx
 from tqdm import tqdm
 
 from ..data import check_records, folder_val_loader, read_classes, scan_image_folder, val_iter
+from ..data.verify import describe_crash, refuse_known_bad_records
 from ..deploy import load_gluon_model, load_symbol_model
 from ..deploy.command import run_command
 from ..deploy.export import check_input_shape
@@ -98,7 +97,6 @@ class EvalData:
     num_classes: int  # from --num-classes or the class list; None: the model's
     num_images: int
     label_max: int = None  # the largest label in the records (None for a folder)
-    folder: str = None  # the folder to read (without the images that do not decode)
     skipped: list = None  # (relative path, reason) of the folder's images that do not decode
 
 
@@ -124,28 +122,9 @@ def undecodable_images(root, items, workers=1):
     return [(rel, reason) for (rel, _), reason in zip(items, reasons) if reason is not None]
 
 
-@contextlib.contextmanager
-def decodable_folder(root, items, skipped):
-    """`root` when nothing is skipped; else a temporary folder of links to its other images
-    (the same class folders and relative paths, so labels and order do not change), removed on
-    exit."""
-    if not skipped:
-        yield root
-        return
-    bad = {rel for rel, _ in skipped}
-    with tempfile.TemporaryDirectory(prefix="a2gluon-eval-") as tmp:
-        for rel, _ in items:
-            if rel not in bad:
-                link = os.path.join(tmp, rel)
-                os.makedirs(os.path.dirname(link), exist_ok=True)
-                os.symlink(os.path.abspath(os.path.join(root, rel)), link)
-        yield tmp
-
-
-def read_data(args, stack):
+def read_data(args):
     """Check the data once for every model to be scored: the class list beside it, the record
-    labels, or (for a folder) which images decode; `stack` (an ExitStack) keeps the folder of
-    decodable images alive."""
+    labels, or (for a folder) which images decode."""
     if args.rec_val:
         source, classes = args.rec_val, read_classes(args.rec_val)
     else:
@@ -156,6 +135,7 @@ def read_data(args, stack):
     num_classes = args.num_classes or (len(classes) if classes else None)
     if args.rec_val:
         info = check_records(args.rec_val, args.rec_val_idx, num_classes)
+        refuse_known_bad_records(args.rec_val, args.rec_val_idx)
         return EvalData(source, classes, num_classes, info.num_images, label_max=info.label_max)
     skipped = undecodable_images(args.data_dir, items, args.num_data_workers)
     if len(skipped) == len(items):
@@ -170,8 +150,7 @@ def read_data(args, stack):
         )
         for rel, reason in skipped:
             print(f"  {rel}: {reason}", file=sys.stderr)
-    folder = stack.enter_context(decodable_folder(args.data_dir, items, skipped))
-    return EvalData(source, classes, num_classes, len(items) - len(skipped), folder=folder, skipped=skipped)
+    return EvalData(source, classes, num_classes, len(items) - len(skipped), skipped=skipped)
 
 
 def load(args, params, ctx):
@@ -247,12 +226,13 @@ def score(args, loaded, data, num_classes, ctx, input_size):
         )
     else:
         source, _ = folder_val_loader(
-            data.folder,
+            args.data_dir,
             batch,
             input_size=size,
             crop_ratio=args.crop_ratio,
             num_workers=0,
             classes=data.classes,
+            exclude=[rel for rel, _ in data.skipped],
         )
     net = prepare(loaded.net, args.dtype, ctx)
     bar = tqdm(
@@ -341,22 +321,21 @@ def score_checkpoints(args, data, ctx):
 
 def run(args):
     ctx = get_contexts(args.num_gpus)
-    with contextlib.ExitStack() as stack:
-        data = read_data(args, stack)
-        if args.checkpoints:
-            out = score_checkpoints(args, data, ctx)
-        else:
-            loaded = load(args, args.params, ctx)
-            num_classes = class_count(loaded, data, args.num_classes is not None)
-            out, metric = score(args, loaded, data, num_classes, ctx, None)
-            print(
-                f"{out['model'] or args.symbol}: top-1 {pct(out['top1'])}  top-5 {pct(out['top5'])}  "
-                f"on {out['images']} images ({out['images_per_sec']:.1f} img/s; chance top-1 "
-                f"{pct(1 / num_classes)})"
-            )
-            if args.per_class:
-                write_per_class(args.per_class, metric, data.classes)
-                print(f"per-class accuracy: {args.per_class}")
+    data = read_data(args)
+    if args.checkpoints:
+        out = score_checkpoints(args, data, ctx)
+    else:
+        loaded = load(args, args.params, ctx)
+        num_classes = class_count(loaded, data, args.num_classes is not None)
+        out, metric = score(args, loaded, data, num_classes, ctx, None)
+        print(
+            f"{out['model'] or args.symbol}: top-1 {pct(out['top1'])}  top-5 {pct(out['top5'])}  "
+            f"on {out['images']} images ({out['images_per_sec']:.1f} img/s; chance top-1 "
+            f"{pct(1 / num_classes)})"
+        )
+        if args.per_class:
+            write_per_class(args.per_class, metric, data.classes)
+            print(f"per-class accuracy: {args.per_class}")
     out["data"] = data.source
     if data.skipped:
         out["skipped_images"] = [{"image": rel, "reason": reason} for rel, reason in data.skipped]
@@ -368,10 +347,10 @@ def run(args):
 
 
 def main(argv=None):
-    show_fatal_signals()
     parser = build_parser()
     args = parser.parse_args(argv)
     check_usage(parser, args)
+    show_fatal_signals(f"{PROG}: error: {describe_crash(args.rec_val)}" if args.rec_val else None)
     return run_command(PROG, run, args)
 
 

@@ -4,8 +4,12 @@ import argparse
 import os
 import sys
 
+from ..data.verify import describe_crash
 from ..engine.schedule import MODES
+from ..engine.settings import ATTENTION_CHOICES, DTYPES, TrainSettings
 from ..errors import show_fatal_signals
+
+D = TrainSettings()  # the defaults: one home, the settings themselves
 
 
 def build_parser():
@@ -29,65 +33,96 @@ def build_parser():
     data.add_argument("--pca-noise", type=float, default=0.0, help="PCA lighting noise (0.1 in Gluon-CV)")
 
     model = p.add_argument_group("model")
-    model.add_argument("--model", default="a2_resnet50", help="a name from a2gluon.models.list_models()")
+    model.add_argument("--model", default=D.model, help="a name from a2gluon.models.list_models()")
     model.add_argument(
-        "--num-classes", type=int, default=None, help="default: the data's class list, else 1000"
+        "--num-classes", type=int, default=D.num_classes, help="default: the data's class list, else 1000"
     )
-    model.add_argument("--attention", choices=["a2", "nonlocal", "none"], help="override the model's blocks")
+    model.add_argument("--attention", choices=ATTENTION_CHOICES, help="override the model's blocks")
     model.add_argument("--blocks", help="where: 'conv3:2,conv4:2' (after unit U of stage convS)")
     model.add_argument("--reduction", type=int, help="m = n = channels / reduction")
     model.add_argument("--last-gamma", action="store_true", help="zero-init each unit's last BatchNorm gamma")
 
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--batch-size", type=int, default=32, help="images per device per step")
-    opt.add_argument("--num-epochs", type=int, default=120)
+    opt.add_argument("--batch-size", type=int, default=D.batch_size, help="images per device per step")
+    opt.add_argument("--num-epochs", type=int, default=D.num_epochs)
     opt.add_argument(
         "--lr",
         type=float,
-        default=0.1,
+        default=D.lr,
         help="learning rate for the global batch (rule: 0.1 x global batch / 256)",
     )
-    opt.add_argument("--lr-mode", choices=MODES, default="step")
-    opt.add_argument("--lr-decay", type=float, default=0.1, help="step mode: factor at each decay epoch")
-    opt.add_argument("--lr-decay-epoch", default="30,60,90", help="step mode: epochs where lr decays")
-    opt.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up epochs")
-    opt.add_argument("--warmup-lr", type=float, default=0.0, help="learning rate at the start of warm-up")
-    opt.add_argument("--momentum", type=float, default=0.9)
+    opt.add_argument("--lr-mode", choices=MODES, default=D.lr_mode)
+    opt.add_argument(
+        "--lr-decay", type=float, default=D.lr_decay, help="step mode: factor at each decay epoch"
+    )
+    opt.add_argument("--lr-decay-epoch", default=D.lr_decay_epoch, help="step mode: epochs where lr decays")
+    opt.add_argument("--warmup-epochs", type=float, default=D.warmup_epochs, help="linear warm-up epochs")
+    opt.add_argument(
+        "--warmup-lr", type=float, default=D.warmup_lr, help="learning rate at the start of warm-up"
+    )
+    opt.add_argument("--momentum", type=float, default=D.momentum)
     opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum (NAG)")
-    opt.add_argument("--wd", type=float, default=1e-4, help="weight decay")
+    opt.add_argument("--wd", type=float, default=D.wd, help="weight decay")
     opt.add_argument("--no-wd", action="store_true", help="no weight decay on BatchNorm and biases")
-    opt.add_argument("--label-smoothing", type=float, default=0.0, help="e.g. 0.1")
+    opt.add_argument("--label-smoothing", type=float, default=D.label_smoothing, help="e.g. 0.1")
     opt.add_argument("--mixup", action="store_true", help="mixup training")
-    opt.add_argument("--mixup-alpha", type=float, default=0.2)
-    opt.add_argument("--mixup-off-epoch", type=int, default=0, help="stop mixup from this epoch (0: never)")
-    opt.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    opt.add_argument("--mixup-alpha", type=float, default=D.mixup_alpha)
+    opt.add_argument(
+        "--mixup-off-epoch", type=int, default=D.mixup_off_epoch, help="stop mixup from this epoch (0: never)"
+    )
+    opt.add_argument("--dtype", default=D.dtype, choices=DTYPES)
 
     run = p.add_argument_group("devices and run")
-    run.add_argument("--num-gpus", type=int, default=0)
-    run.add_argument("--num-cpus", type=int, default=1, help="CPU contexts (exercises the multi-device path)")
+    run.add_argument("--num-gpus", type=int, default=D.num_gpus)
+    run.add_argument(
+        "--num-cpus", type=int, default=D.num_cpus, help="CPU contexts (exercises the multi-device path)"
+    )
     run.add_argument(
         "--kvstore",
-        default="device",
+        default=D.kvstore,
         help="device, local, nccl, dist_sync, dist_device_sync, dist_async or horovod",
     )
-    run.add_argument("--save-dir", default="params", help="checkpoints, train.log, metrics.jsonl, curves.png")
-    run.add_argument("--save-frequency", type=int, default=1, help="checkpoint every N epochs")
-    run.add_argument("--val-interval", type=int, default=1, help="validate every N epochs")
+    run.add_argument(
+        "--save-dir", default=D.save_dir, help="checkpoints, train.log, metrics.jsonl, curves.png"
+    )
+    run.add_argument("--save-frequency", type=int, default=D.save_frequency, help="checkpoint every N epochs")
+    run.add_argument("--val-interval", type=int, default=D.val_interval, help="validate every N epochs")
     run.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in --save-dir"
     )
     run.add_argument(
-        "--resume-epoch", type=int, default=None, help="continue from the checkpoint after epoch E"
+        "--resume-epoch", type=int, default=D.resume_epoch, help="continue from the checkpoint after epoch E"
     )
     run.add_argument(
         "--force",
         action="store_true",
         help="start over in a --save-dir that holds an earlier run (deletes its checkpoints)",
     )
-    run.add_argument("--log-interval", type=int, default=50, help="batches between log lines")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--log-interval", type=int, default=D.log_interval, help="batches between log lines")
+    run.add_argument("--seed", type=int, default=D.seed)
     run.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
+
+
+def data_source(args):
+    """The data source the data flags describe."""
+    from ..data.sources import RecordSource, SyntheticSource
+
+    if args.synthetic:
+        return SyntheticSource(args.input_size, args.synthetic_batches, seed=args.seed)
+    return RecordSource(
+        args.rec_train,
+        args.rec_train_idx,
+        args.rec_val,
+        args.rec_val_idx,
+        input_size=args.input_size,
+        crop_ratio=args.crop_ratio,
+        min_random_area=args.min_random_area,
+        color_jitter=args.color_jitter,
+        pca_noise=args.pca_noise,
+        num_data_workers=args.num_data_workers,
+        seed=args.seed,
+    )
 
 
 def _in_distributed_job(args):
@@ -97,11 +132,8 @@ def _in_distributed_job(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.mixup and args.mixup_off_epoch == 0:
-        args.mixup_off_epoch = args.num_epochs
-    if args.synthetic and args.num_classes is None:
-        args.num_classes = 1000
-    show_fatal_signals()
+    records = [r for r in (args.rec_train, args.rec_val) if r and not args.synthetic]
+    show_fatal_signals(f"train_imagenet.py: error: {describe_crash(records)}" if records else None)
     code = _train(args)
     if code and _in_distributed_job(args):
         # A failing worker of a parameter-server job blocks forever in the store's shutdown
@@ -120,7 +152,7 @@ def _train(args):
     from ..errors import error_line
 
     try:
-        summary = fit(args)
+        summary = fit(TrainSettings.from_namespace(args), data_source(args))
     except (TrainError, DataError, DeviceError, CheckpointError) as err:
         if args.debug:
             raise

@@ -428,9 +428,11 @@ class SyntheticIter(mx.io.DataIter):
 class _FolderDataset(mx.gluon.data.Dataset):
     """(image, label) pairs of an ImageNet-layout folder, decoded as RGB uint8 H x W x 3."""
 
-    def __init__(self, root, classes=None):
+    def __init__(self, root, classes=None, exclude=()):
         self.root = os.fspath(root)
-        self.classes, self.items, self.ignored = scan_image_folder(root, classes)
+        self.classes, items, self.ignored = scan_image_folder(root, classes)
+        leave_out = set(exclude)
+        self.items = [item for item in items if item[0] not in leave_out]
 
     def __len__(self):
         return len(self.items)
@@ -472,20 +474,22 @@ def eval_transform(input_size=224, crop_ratio=0.875):
     )
 
 
-def folder_val_loader(data_dir, batch_size, input_size=224, crop_ratio=0.875, num_workers=0, classes=None):
+def folder_val_loader(
+    data_dir, batch_size, input_size=224, crop_ratio=0.875, num_workers=0, classes=None, exclude=()
+):
     """A Gluon ``DataLoader`` over ``data_dir/<class>/<image>`` with the evaluation transform.
 
     Yields ``(data, label)``: N x 3 x S x S float32 and N float32 labels; the last batch is
     simply smaller (no padding).  ``classes``: class names in label order (or the path of a
     ``.classes.json`` / ``.rec``) so that labels match a training set; by default the sorted
-    folder names.  Returns ``(loader, class_names)``.  Transform: :func:`eval_transform`.
+    folder names.  ``exclude``: relative paths of images to leave out (labels do not change).  Returns ``(loader, class_names)``.  Transform: :func:`eval_transform`.
     """
     if isinstance(classes, (str, os.PathLike)):
         names = read_classes(classes)
         if names is None:
             raise DataError(f"{classes}: no .classes.json found there")
         classes = names
-    dataset = _FolderDataset(data_dir, classes)
+    dataset = _FolderDataset(data_dir, classes, exclude)
     transform = eval_transform(input_size, crop_ratio)
     loader = mx.gluon.data.DataLoader(
         dataset.transform_first(transform),

@@ -1,12 +1,16 @@
-"""The ImageNet training loop: a model from the registry, RecordIO (or synthetic) data, SGD with
+"""The training loop: a model from the registry, a data source (a2gluon.data.sources), SGD with
 a warm-up + step/cosine/poly schedule over an MXNet kvstore or Horovod, AMP, validation,
 atomic checkpoints, resume, and a clean stop on SIGINT/SIGTERM/SIGHUP.
 
-What a run guarantees (tests/test_train.py and tests/test_reliability.py check each):
+    fit(TrainSettings(...), RecordSource(...))
+
+``fit`` reads top to bottom as the run goes: set-up (devices, store, the save directory, the
+model, the optimizer), resume, then per epoch: train, save, validate.  What a run guarantees
+(tests/test_train.py and tests/test_reliability.py check each):
 
 - one run per save directory: a lock held for the run, and a directory that holds another
   run's checkpoints is refused unless ``--resume`` (continue it) or ``--force`` (start over);
-- every argument is checked before any work, and ``--resume`` refuses a model, attention, class
+- every setting is checked before any work, and ``--resume`` refuses a model, attention, class
   count or (mid-epoch) batch that differs from the checkpoint's, naming what differs;
 - a checkpoint is written (waiting for every pending operation first) before validation runs,
   so a crash in validation loses nothing; damaged checkpoints are skipped on resume, naming why;
@@ -25,27 +29,21 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..data import DataError, SyntheticIter, check_records, part_sizes, read_classes, train_iter, val_iter
+from ..data import DataError
 from ..errors import error_line
 from ..models import get_model
 from . import checkpoint
 from .devices import DeviceError, cpu_supports_bfloat16, get_contexts
-from .distributed import KVSTORES, StopVote, barrier, create_kvstore, make_trainer, shard
+from .distributed import StopVote, barrier, create_kvstore, make_trainer
 from .evaluate import evaluate
 from .metrics import MetricsLog, TopK, plot_curves
-from .schedule import MODES, Schedule, parse_decay_epochs
+from .schedule import Schedule
+from .settings import MODEL_SETTINGS, TrainError, TrainSettings, flag
 
 log = logging.getLogger("a2gluon.train")
 
-DTYPES = ("float32", "float16", "bfloat16")
-# Flags that define the network: a checkpoint only resumes into the same ones.
-MODEL_FLAGS = ("model", "attention", "blocks", "reduction", "num_classes")
 # Flags that say nothing about the run being continued: not reported when they change on resume.
-RUN_CONTROL_FLAGS = ("resume", "resume_epoch", "force", "debug", "save_dir", "decay_epochs")
-
-
-class TrainError(ValueError):
-    """The run cannot start or go on; the message says what is wrong and what to do."""
+RUN_CONTROL = ("resume", "resume_epoch", "force", "save_dir")
 
 
 def fmt_time(seconds):
@@ -70,189 +68,22 @@ def setup_logging(save_dir, rank=0):
         log.addHandler(handler)
 
 
-def _flag(name):
-    return "--" + name.replace("_", "-")
-
-
-def check_args(args):
-    """Reject impossible settings before any work is done (each one line: what, and the range)."""
-    at_least = {
-        "batch_size": 1,
-        "num_epochs": 1,
-        "input_size": 1,
-        "save_frequency": 1,
-        "val_interval": 1,
-        "log_interval": 1,
-        "synthetic_batches": 1,
-        "num_data_workers": 1,
-        "num_gpus": 0,
-        "num_cpus": 1,
-        "mixup_off_epoch": 0,
-    }
-    for name, low in at_least.items():
-        if getattr(args, name) < low:
-            raise TrainError(f"{_flag(name)} must be at least {low}, got {getattr(args, name)}")
-    for name in ("reduction", "num_classes"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise TrainError(f"{_flag(name)} must be at least 1, got {value}")
-    if args.resume_epoch is not None and args.resume_epoch < 1:
-        raise TrainError(f"--resume-epoch counts completed epochs (1, 2, ...), got {args.resume_epoch}")
-    positive = ("lr", "lr_decay", "mixup_alpha")
-    for name in positive:
-        if not getattr(args, name) > 0:
-            raise TrainError(f"{_flag(name)} must be positive, got {getattr(args, name)}")
-    fractions = {"crop_ratio": "(0, 1]", "min_random_area": "(0, 1]"}
-    for name, span in fractions.items():
-        if not 0 < getattr(args, name) <= 1:
-            raise TrainError(f"{_flag(name)} must be in {span}, got {getattr(args, name)}")
-    for name in ("color_jitter", "pca_noise", "wd", "warmup_epochs", "warmup_lr"):
-        if getattr(args, name) < 0:
-            raise TrainError(f"{_flag(name)} must be 0 or more, got {getattr(args, name)}")
-    if not 0 <= args.momentum < 1:
-        raise TrainError(f"--momentum must be in [0, 1), got {args.momentum}")
-    if args.lr_mode not in MODES:
-        raise TrainError(f"--lr-mode must be one of {', '.join(MODES)}, got {args.lr_mode!r}")
-    if args.dtype not in DTYPES:
-        raise TrainError(f"--dtype must be one of {', '.join(DTYPES)}, got {args.dtype!r}")
-    if str(args.kvstore).lower() not in KVSTORES:
-        raise TrainError(f"unknown --kvstore {args.kvstore!r}; choose one of: {', '.join(KVSTORES)}")
-    if not 0 <= args.label_smoothing < 1:
-        raise TrainError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
-    if args.num_gpus and args.num_cpus > 1:
-        raise TrainError("give --num-gpus or --num-cpus, not both")
-    if args.resume and args.force:
-        raise TrainError("give --resume (continue the run) or --force (start over), not both")
-    if args.force and args.resume_epoch is not None:
-        raise TrainError("give --resume-epoch (continue the run) or --force (start over), not both")
-    if args.attention == "none" and (args.blocks or args.reduction):
-        raise TrainError(
-            "--attention none builds the network without attention blocks; drop "
-            + ("--blocks" if args.blocks else "--reduction")
-        )
-    if not args.synthetic:
-        for flag in ("rec_train", "rec_train_idx"):
-            if not getattr(args, flag):
-                raise TrainError(f"{_flag(flag)} is required (or --synthetic to train on random data)")
-        if bool(args.rec_val) != bool(args.rec_val_idx):
-            raise TrainError("give both --rec-val and --rec-val-idx, or neither")
-    try:
-        args.decay_epochs = parse_decay_epochs(args.lr_decay_epoch)
-    except ValueError as err:
-        raise TrainError(str(err)) from None
-
-
-def contexts(args):
-    if args.num_gpus:
-        if args.dtype == "bfloat16":
+def contexts(settings):
+    """The devices of this worker, after checking that they can run `settings.dtype`."""
+    if settings.num_gpus:
+        if settings.dtype == "bfloat16":
             raise TrainError("--dtype bfloat16 is for CPUs in MXNet 1.9.1; use --dtype float16 on GPUs")
-        return get_contexts(args.num_gpus)
-    if args.dtype == "float16":
+        return get_contexts(settings.num_gpus)
+    if settings.dtype == "float16":
         raise TrainError(
             "--dtype float16 needs GPUs: MXNet has no float16 matrix products on CPUs; "
             "use --dtype bfloat16 (CPUs with AVX-512) or float32"
         )
-    if args.dtype == "bfloat16" and not cpu_supports_bfloat16():
+    if settings.dtype == "bfloat16" and not cpu_supports_bfloat16():
         raise TrainError(
             "--dtype bfloat16 on CPU needs AVX-512 (oneDNN bf16 kernels); use --dtype float32 here"
         )
-    return [mx.cpu(i) for i in range(args.num_cpus)]
-
-
-def model_kwargs(args):
-    """get_model keyword arguments from the model flags; --attention none means no attention
-    blocks on every model (also those built with blocks by default)."""
-    kwargs = {}
-    if args.attention == "none":
-        kwargs["attention"] = None
-        kwargs["blocks"] = None
-    elif args.attention:
-        kwargs["attention"] = args.attention
-    if args.blocks:
-        kwargs["blocks"] = args.blocks
-    if args.reduction:
-        kwargs["reduction"] = args.reduction
-    if args.last_gamma:
-        kwargs["last_gamma"] = True
-    return kwargs
-
-
-class Data:
-    """The training and validation sources of one worker and their sizes."""
-
-    def __init__(self, args, batch, num_parts, part_index):
-        self.args = args
-        self.batch = batch  # images per step on this worker (all its devices)
-        self.num_parts, self.part_index = num_parts, part_index
-        self.classes = None
-        if args.synthetic:
-            self.num_classes = args.num_classes or 1000
-            self.train_images = args.synthetic_batches * batch * num_parts
-            self.val_images = 0
-        else:
-            self.classes = read_classes(args.rec_train)
-            self.num_classes = args.num_classes or (len(self.classes) if self.classes else 1000)
-            if self.classes and len(self.classes) != self.num_classes:
-                raise TrainError(
-                    f"--num-classes is {self.num_classes} but the training data has "
-                    f"{len(self.classes)} classes ({args.rec_train}); give --num-classes "
-                    f"{len(self.classes)} or other data"
-                )
-            info = check_records(args.rec_train, args.rec_train_idx, self.num_classes)
-            self.train_images = info.num_images
-            self.val_images = 0
-            if args.rec_val:
-                val_classes = read_classes(args.rec_val)
-                if self.classes and val_classes and val_classes != self.classes:
-                    raise TrainError(
-                        f"the validation classes ({args.rec_val}) differ from the training classes; "
-                        "pack validation with --classes TRAIN_PREFIX.classes.json"
-                    )
-                self.val_images = check_records(args.rec_val, args.rec_val_idx, self.num_classes).num_images
-        per_part = min(part_sizes(self.train_images, num_parts))
-        if per_part < batch:
-            raise TrainError(
-                f"a step takes {batch} images per worker but the training data has only "
-                f"{self.train_images} images ({per_part} for the smallest of {num_parts} worker "
-                "shard(s)); use a smaller --batch-size"
-            )
-        self.iters_per_epoch = math.ceil(self.train_images / (num_parts * batch))
-
-    def train(self, epoch):
-        """This worker's training batches of `epoch`: a fresh iterator seeded by the epoch, so a
-        resumed run sees the same order, resized to the same count on every worker."""
-        args = self.args
-        if args.synthetic:
-            it = SyntheticIter(
-                self.batch, args.input_size, self.num_classes, self.iters_per_epoch, seed=args.seed + epoch
-            )
-        else:
-            it = train_iter(
-                args.rec_train,
-                args.rec_train_idx,
-                self.batch,
-                input_size=args.input_size,
-                num_parts=self.num_parts,
-                part_index=self.part_index,
-                seed=args.seed + epoch,
-                min_area=args.min_random_area,
-                jitter=args.color_jitter,
-                pca_noise=args.pca_noise,
-                num_workers=args.num_data_workers,
-            )
-        return mx.io.ResizeIter(it, self.iters_per_epoch)
-
-    def val(self):
-        if not self.val_images:
-            return None
-        return val_iter(
-            self.args.rec_val,
-            self.args.rec_val_idx,
-            self.batch,
-            input_size=self.args.input_size,
-            crop_ratio=self.args.crop_ratio,
-            num_workers=self.args.num_data_workers,
-        )
+    return [mx.cpu(i) for i in range(settings.num_cpus)]
 
 
 class StopFlag:
@@ -283,14 +114,14 @@ class StopFlag:
             signal.signal(sig, old)
 
 
-def settle_shapes(net, input_size, ctx):
+def settle_shapes(net, input_shape, ctx):
     """Give deferred parameter shapes (Gluon-CV models) their values before the kvstore sees them.
     The pass runs in training mode: an inference pass lets oneDNN keep convolution weights in
     a blocked layout, which the parameter server then receives broken ("init K first").  It
     leaves the BatchNorm running statistics as initialised."""
     if not any(p._deferred_init for p in net.collect_params().values()):
         return
-    x = mx.nd.zeros((2, 3, input_size, input_size), ctx=ctx[0])
+    x = mx.nd.zeros((2,) + tuple(input_shape), ctx=ctx[0])
     with autograd.record():
         net(x)
     net.collect_params(".*running_mean|.*running_var").initialize(force_reinit=True, ctx=ctx)
@@ -306,29 +137,29 @@ def soft_labels(label, num_classes, smoothing):
 # --- the save directory: one run at a time, never mixed with another run's files ----------------
 
 
-def claim_save_dir(args):
-    """Lock `--save-dir` for this run (rank 0) and make sure it holds only this run's files:
-    refuse a directory with another run's checkpoints unless --resume or --force (which deletes
-    them), and remove what killed writers left.  Returns the held RunLock and the lines to log
-    (logging starts after this: a refused run writes nothing into the directory)."""
-    lock = checkpoint.RunLock(args.save_dir).acquire()
+def claim_save_dir(settings):
+    """Lock the save directory for this run (rank 0) and make sure it holds only this run's
+    files: refuse a directory with another run's checkpoints unless --resume or --force (which
+    deletes them), and remove what killed writers left.  Returns the held RunLock and the lines
+    to log (logging starts after this: a refused run writes nothing into the directory)."""
+    lock = checkpoint.RunLock(settings.save_dir).acquire()
     notes = []
     try:
-        found = checkpoint.run_files(args.save_dir)
-        resuming = args.resume or args.resume_epoch is not None
+        found = checkpoint.run_files(settings.save_dir)
+        resuming = settings.resume or settings.resume_epoch is not None
         held = [p for p in found if os.path.basename(p).startswith(checkpoint.PREFIX + "-")]
-        if held and not resuming and not args.force:
-            newest = checkpoint.list_checkpoints(args.save_dir)
+        if held and not resuming and not settings.force:
+            newest = checkpoint.list_checkpoints(settings.save_dir)
             what = os.path.basename(newest[-1].stem if newest else held[-1])
             raise TrainError(
-                f"{args.save_dir} already holds the checkpoints of a run (newest {what}); continue it "
-                "with --resume, or start over with --force (deletes them) or another --save-dir"
+                f"{settings.save_dir} already holds the checkpoints of a run (newest {what}); continue "
+                "it with --resume, or start over with --force (deletes them) or another --save-dir"
             )
-        if args.force and found:
+        if settings.force and found:
             for path in found:
                 os.remove(path)
-            notes.append(f"--force: removed {len(found)} files of an earlier run from {args.save_dir}")
-        stale = checkpoint.remove_tmp_files(args.save_dir)
+            notes.append(f"--force: removed {len(found)} files of an earlier run from {settings.save_dir}")
+        stale = checkpoint.remove_tmp_files(settings.save_dir)
         if stale:
             notes.append(f"removed {len(stale)} temporary files of an interrupted writer: {', '.join(stale)}")
     except BaseException:
@@ -337,28 +168,32 @@ def claim_save_dir(args):
     return lock, notes
 
 
+# --- resume: the newest checkpoint that loads, of the same network ------------------------------
+
+
 def _param_shapes(net):
     return {name: p.shape for name, p in net._collect_params_with_prefix().items()}
 
 
-def _differing_flags(meta_args, args, names):
+def _differing(saved_flags, flags, names):
     return [
-        f"{_flag(n)} {meta_args.get(n)!r} -> {getattr(args, n)!r}"
+        f"{flag(n)} {saved_flags.get(n)!r} -> {flags.get(n)!r}"
         for n in names
-        if n in meta_args and meta_args.get(n) != getattr(args, n)
+        if n in saved_flags and saved_flags.get(n) != flags.get(n)
     ]
 
 
-def check_resume_fits(ck, args, net, num_classes, global_batch, saved):
-    """Raise TrainError when checkpoint `ck` (its arrays `saved`) cannot be continued with
-    `args`: another network (model, attention, blocks, reduction, class count) or, for a
-    mid-epoch checkpoint, another global batch.  Log the other flags that changed."""
+def check_resume_fits(ck, flags, net, num_classes, global_batch, saved):
+    """Raise TrainError when checkpoint `ck` (its arrays `saved`) cannot be continued with these
+    `flags` (every setting and data flag by name): another network (model, attention, blocks,
+    reduction, class count) or, for a mid-epoch checkpoint, another global batch.  Log the
+    other flags that changed."""
     meta = ck.meta
-    meta_args = meta.get("args") or {}
+    saved_flags = meta.get("args") or {}
     name = os.path.basename(ck.stem)
-    if meta.get("model") != args.model:
+    if meta.get("model") != flags["model"]:
         raise TrainError(
-            f"--resume: {name} is a checkpoint of {meta.get('model')} but --model is {args.model}; "
+            f"--resume: {name} is a checkpoint of {meta.get('model')} but --model is {flags['model']}; "
             f"resume with --model {meta.get('model')}, or start over with --force or another --save-dir"
         )
     shapes = _param_shapes(net)
@@ -366,7 +201,7 @@ def check_resume_fits(ck, args, net, num_classes, global_batch, saved):
         n for n, shape in shapes.items() if 0 not in shape and tuple(saved[n].shape) != tuple(shape)
     ]
     if mismatch:
-        differ = _differing_flags(meta_args, args, MODEL_FLAGS[1:-1])
+        differ = _differing(saved_flags, flags, MODEL_SETTINGS[1:-1])
         if meta.get("num_classes") not in (None, num_classes):
             differ.append(f"classes {meta['num_classes']} -> {num_classes}")
         what = "; ".join(differ) or f"parameter {mismatch[0]} differs"
@@ -381,21 +216,18 @@ def check_resume_fits(ck, args, net, num_classes, global_batch, saved):
             f"same --batch-size, devices and workers (or from the end of epoch {ck.epoch} with "
             f"--resume-epoch {ck.epoch})"
         )
-    changed = _differing_flags(
-        meta_args, args, [k for k in vars(args) if k not in RUN_CONTROL_FLAGS + MODEL_FLAGS]
-    )
-    for change in changed:
+    for change in _differing(saved_flags, flags, [k for k in flags if k not in RUN_CONTROL + MODEL_SETTINGS]):
         note = " (the schedule continues from the checkpoint's step with the new base lr)"
         log.info("changed since %s: %s%s", name, change, note if change.startswith("--lr ") else "")
 
 
-def load_resume(args, net, ctx, num_classes, global_batch):
+def load_resume(settings, flags, net, ctx, num_classes, global_batch):
     """Load the newest usable checkpoint into `net`; returns it (None to start from scratch).
     Damaged checkpoints (unreadable JSON, files that differ from their recorded checksums, params
     or states that do not load) are skipped, each with a log line saying why."""
-    candidates = checkpoint.resume_candidates(args.save_dir, args.resume_epoch)
+    candidates = checkpoint.resume_candidates(settings.save_dir, settings.resume_epoch)
     if not candidates:
-        log.info("--resume: no complete checkpoint in %s, starting from scratch", args.save_dir)
+        log.info("--resume: no complete checkpoint in %s, starting from scratch", settings.save_dir)
         return None
     skipped = []
     for ck in candidates:
@@ -412,153 +244,350 @@ def load_resume(args, net, ctx, num_classes, global_batch):
             log.info("--resume: skipping %s: %s", os.path.basename(ck.stem), reason)
             skipped.append(f"{os.path.basename(ck.stem)}: {reason}")
             continue
-        check_resume_fits(ck, args, net, num_classes, global_batch, saved)
+        check_resume_fits(ck, flags, net, num_classes, global_batch, saved)
         net.load_parameters(ck.params, ctx=ctx)
         if skipped:
             log.info("--resume: using %s, the newest checkpoint that loads", os.path.basename(ck.stem))
         return ck
     raise TrainError(
-        f"--resume: no checkpoint in {args.save_dir} loads ({'; '.join(skipped)}); "
+        f"--resume: no checkpoint in {settings.save_dir} loads ({'; '.join(skipped)}); "
         "start over with --force or another --save-dir"
     )
 
 
-# --- the loop ----------------------------------------------------------------------------------
+# --- the run --------------------------------------------------------------------------------------
 
 
-def fit(args):
-    """Train as `args` (from a2gluon.cli.train) says.  Returns a summary dict."""
-    check_args(args)
-    ctx = contexts(args)
+def fit(settings, source):
+    """Train as `settings` (a TrainSettings) says on `source` (a data source, see
+    a2gluon.data.sources).  Returns a summary dict: save_dir, stopped, and for a finished run
+    history, best_top1, epochs."""
+    settings.check()
+    ctx = contexts(settings)
     try:
-        kv, dist = create_kvstore(args.kvstore, len(ctx))
+        kv, dist = create_kvstore(settings.kvstore, len(ctx))
     except (ValueError, RuntimeError) as err:
         raise TrainError(str(err)) from None
-    rank = dist.rank
-    lock, notes = claim_save_dir(args) if rank == 0 else (None, [])
+    lock, notes = claim_save_dir(settings) if dist.rank == 0 else (None, [])
     try:
-        return _fit(args, ctx, kv, dist, notes)
+        run = Run(settings, source, ctx, kv, dist, notes)
+        run.resume()
+        with StopFlag() as stop:
+            for epoch in range(run.start_epoch, settings.num_epochs):
+                record = run.train_epoch(epoch, stop)
+                if record is None or not run.end_epoch(epoch, record, stop):
+                    break
+        return run.finish()
     finally:
         if lock is not None:
             lock.release()
 
 
-def _fit(args, ctx, kv, dist, notes):
-    rank = dist.rank
-    num_parts, part_index = shard(dist)
-    setup_logging(args.save_dir, rank)
-    for note in notes:
-        log.info("%s", note)
-    mx.random.seed(args.seed + rank)
-    np.random.seed(args.seed + rank)
+class Run:
+    """One worker's training run, in the steps ``fit`` takes: set-up (here), ``resume``, then
+    ``train_epoch`` and ``end_epoch`` (save, validate, record) per epoch, and ``finish``."""
 
-    batch = args.batch_size * len(ctx)
-    global_batch = batch * num_parts
-    data = Data(args, batch, num_parts, part_index)
-    num_classes = data.num_classes
+    def __init__(self, settings, source, ctx, kv, dist, notes=()):
+        self.settings, self.source, self.ctx, self.kv, self.dist = settings, source, ctx, kv, dist
+        self.rank = dist.rank
+        setup_logging(settings.save_dir, self.rank)
+        for note in notes:
+            log.info("%s", note)
+        mx.random.seed(settings.seed + self.rank)
+        np.random.seed(settings.seed + self.rank)
 
-    if args.dtype != "float32":
-        from mxnet.contrib import amp
+        self.batch = settings.batch_size * len(ctx)  # examples per step on this worker
+        self.global_batch = self.batch * dist.num_workers
+        self.num_classes = settings.num_classes or source.num_classes or 1000
+        source.check(self.num_classes)
+        self.steps = source.plan(self.batch, dist.num_workers, dist.rank)
+        self.flags = dict(settings.as_dict(), **source.flags)
 
-        amp.init(target_dtype=args.dtype)
-    kwargs = model_kwargs(args)
-    try:
-        net = get_model(args.model, classes=num_classes, **kwargs)
-    except (ValueError, TypeError) as err:
-        raise TrainError(f"cannot build --model {args.model}: {err}") from None
-    net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
-    if args.no_wd:
-        for param in net.collect_params(".*beta|.*gamma|.*bias").values():
-            param.wd_mult = 0.0
+        if settings.dtype != "float32":
+            from mxnet.contrib import amp
 
-    resume = None
-    if args.resume or args.resume_epoch is not None:
-        resume = load_resume(args, net, ctx, num_classes, global_batch)
-    net.hybridize(static_alloc=True, static_shape=True)
-    settle_shapes(net, args.input_size, ctx)
-
-    schedule = Schedule(
-        lr=args.lr,
-        num_epochs=args.num_epochs,
-        iters_per_epoch=data.iters_per_epoch,
-        mode=args.lr_mode,
-        decay=args.lr_decay,
-        decay_epochs=args.decay_epochs,
-        warmup_epochs=args.warmup_epochs,
-        warmup_lr=args.warmup_lr,
-    )
-    optimizer_params = {"learning_rate": schedule(0), "wd": args.wd, "momentum": args.momentum}
-    if dist.update_on_kvstore:  # dist_async: the servers update, so they hold the schedule
-        optimizer_params["lr_scheduler"] = LRSchedulerAdapter(schedule)
-    if args.dtype == "float16":
-        optimizer_params["multi_precision"] = True
-    trainer = make_trainer(
-        net.collect_params(), "nag" if args.nesterov else "sgd", optimizer_params, kv, dist
-    )
-    if args.dtype == "float16":
-        amp.init_trainer(trainer)
-    vote = StopVote(kv, dist)
-
-    history, best_top1, start_epoch, skip_batches = [], -1.0, 0, 0
-    if resume is not None:
-        trainer.load_states(resume.states)
-        history = list(resume.meta.get("history", []))
-        best_top1 = resume.meta.get("best_top1", -1.0)
-        start_epoch, skip_batches = resume.epoch, resume.batch
-        log.info(
-            "resumed from %s (epoch %d%s)",
-            os.path.basename(resume.stem),
-            resume.epoch,
-            f", batch {resume.batch}" if resume.batch else "",
+            amp.init(target_dtype=settings.dtype)
+        self.net = self._build_net()
+        self.schedule = Schedule(
+            lr=settings.lr,
+            num_epochs=settings.num_epochs,
+            iters_per_epoch=self.steps,
+            mode=settings.lr_mode,
+            decay=settings.lr_decay,
+            decay_epochs=settings.decay_epochs,
+            warmup_epochs=settings.warmup_epochs,
+            warmup_lr=settings.warmup_lr,
         )
+        self.history, self.best_top1, self.start_epoch, self.skip_batches = [], -1.0, 0, 0
+        self.resumed_from = None
+        self.sparse_label = not (settings.label_smoothing or settings.mixup)
+        self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=self.sparse_label)
+        self.metrics_log = (
+            MetricsLog(os.path.join(settings.save_dir, "metrics.jsonl")) if self.rank == 0 else None
+        )
+        self.meta_base = {
+            "model": settings.model,
+            "model_kwargs": settings.model_kwargs(),
+            "num_classes": self.num_classes,
+            "input_size": source.input_size,
+            "crop_ratio": source.flags.get("crop_ratio", 0.875),
+            "classes": source.classes,
+            "global_batch": self.global_batch,
+            "iters_per_epoch": self.steps,
+            "args": self.flags,
+        }
+        self.summary = {"save_dir": settings.save_dir, "stopped": False}
+        self.run_start, self.steps_done_here = time.perf_counter(), 0
 
-    sparse_label = not (args.label_smoothing or args.mixup)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=sparse_label)
-    metrics_log = None
-    if rank == 0:
-        # The metrics file says what the checkpoint says: a resumed run drops the epochs after it.
-        metrics_log = MetricsLog(os.path.join(args.save_dir, "metrics.jsonl"))
-        metrics_log.rewrite(history)
-    meta_base = {
-        "model": args.model,
-        "model_kwargs": kwargs,
-        "num_classes": num_classes,
-        "input_size": args.input_size,
-        "crop_ratio": args.crop_ratio,
-        "classes": data.classes,
-        "global_batch": global_batch,
-        "iters_per_epoch": data.iters_per_epoch,
-        "args": {k: v for k, v in vars(args).items() if k != "func"},
-    }
-    if rank == 0:
+    def _build_net(self):
+        settings = self.settings
+        try:
+            net = get_model(settings.model, classes=self.num_classes, **settings.model_kwargs())
+        except (ValueError, TypeError) as err:
+            raise TrainError(f"cannot build --model {settings.model}: {err}") from None
+        net.initialize(mx.init.MSRAPrelu(), ctx=self.ctx)
+        if settings.no_wd:
+            for param in net.collect_params(".*beta|.*gamma|.*bias").values():
+                param.wd_mult = 0.0
+        return net
+
+    def _make_trainer(self):
+        settings, dist = self.settings, self.dist
+        optimizer_params = {
+            "learning_rate": self.schedule(0),
+            "wd": settings.wd,
+            "momentum": settings.momentum,
+        }
+        if dist.update_on_kvstore:  # dist_async: the servers update, so they hold the schedule
+            optimizer_params["lr_scheduler"] = LRSchedulerAdapter(self.schedule)
+        if settings.dtype == "float16":
+            optimizer_params["multi_precision"] = True
+        optimizer = "nag" if settings.nesterov else "sgd"
+        trainer = make_trainer(self.net.collect_params(), optimizer, optimizer_params, self.kv, dist)
+        if settings.dtype == "float16":
+            from mxnet.contrib import amp
+
+            amp.init_trainer(trainer)
+        return trainer
+
+    # -- resume --
+
+    def resume(self):
+        """Load the checkpoint to continue from (with --resume), make the optimizer, and put the
+        metrics file in step with the checkpoint."""
+        settings = self.settings
+        if settings.resume or settings.resume_epoch is not None:
+            self.resumed_from = load_resume(
+                settings, self.flags, self.net, self.ctx, self.num_classes, self.global_batch
+            )
+        self.net.hybridize(static_alloc=True, static_shape=True)
+        settle_shapes(self.net, self.source.input_shape, self.ctx)
+        self.trainer = self._make_trainer()
+        self.vote = StopVote(self.kv, self.dist)
+        ck = self.resumed_from
+        if ck is not None:
+            self.trainer.load_states(ck.states)
+            self.history = list(ck.meta.get("history", []))
+            self.best_top1 = ck.meta.get("best_top1", -1.0)
+            self.start_epoch, self.skip_batches = ck.epoch, ck.batch
+            log.info(
+                "resumed from %s (epoch %d%s)",
+                os.path.basename(ck.stem),
+                ck.epoch,
+                f", batch {ck.batch}" if ck.batch else "",
+            )
+        if self.rank == 0:
+            # The metrics file says what the checkpoint says: a resumed run drops the epochs after it.
+            self.metrics_log.rewrite(self.history)
+            self._log_start()
+            if ck is not None and ck.meta.get("val_pending") and self.history:
+                log.info("validating epoch %d, which %s could not", ck.epoch, os.path.basename(ck.stem))
+                self.validate(ck, self.history[-1], ck.epoch)
+                self.metrics_log.rewrite(self.history)
+
+    def _log_start(self):
+        settings = self.settings
         log.info(
-            "training %s (%d classes) on %s: %d images, %d steps of %d images per epoch "
+            "training %s (%d classes) on %s: %d examples, %d steps of %d per epoch "
             "(%d per device, %d worker(s)), %s, %d epochs, lr %g (%s)",
-            args.model,
-            num_classes,
-            ", ".join(str(c) for c in ctx),
-            data.train_images,
-            data.iters_per_epoch,
-            global_batch,
-            args.batch_size,
-            num_parts,
-            args.dtype,
-            args.num_epochs,
-            args.lr,
-            args.lr_mode,
+            settings.model,
+            self.num_classes,
+            ", ".join(str(c) for c in self.ctx),
+            self.source.num_images,
+            self.steps,
+            self.global_batch,
+            settings.batch_size,
+            self.dist.num_workers,
+            settings.dtype,
+            settings.num_epochs,
+            settings.lr,
+            settings.lr_mode,
         )
 
-    def save(epoch, batch_done, **extra):
-        if rank != 0:
-            return None
-        meta = dict(meta_base, history=history, best_top1=best_top1, **extra)
-        return checkpoint.save(args.save_dir, args.model, net, trainer, meta, epoch, batch_done)
+    # -- one epoch --
 
-    def validate(epoch, record):
-        """Score the validation data after `epoch` epochs into `record`; True when it is the
-        best so far."""
-        nonlocal best_top1
-        metric, speed = evaluate(net, data.val(), ctx)
+    def train_epoch(self, epoch, stop):
+        """Train one epoch; returns its record, or None when a stop signal ended it mid-way (after
+        rank 0 saved a mid-epoch checkpoint)."""
+        settings = self.settings
+        self.train_metric = TopK(k=5)
+        loss_sum, loss_count = 0.0, 0
+        epoch_start = time.perf_counter()
+        mixing = epoch < settings.mixup_epochs
+        first = self.skip_batches if epoch == self.start_epoch else 0
+        self.stopping = False
+        for i, batch in enumerate(self.source.train(epoch)):
+            if i < first:
+                continue  # done before the interruption we resume from
+            step = epoch * self.steps + i
+            lr = self.schedule(step)
+            loss_sum += self._step(batch, lr, mixing, epoch, i)
+            loss_count += batch.data[0].shape[0]
+            self.steps_done_here += 1
+            if (i + 1) % settings.log_interval == 0 or i + 1 == self.steps:
+                self._log_progress(epoch, i, step, lr, loss_sum / max(loss_count, 1))
+            self.stopping = self.vote(stop.signal is not None)  # every worker stops after the same batch
+            if self.stopping and i + 1 < self.steps:
+                ck = self.save(epoch, i + 1)
+                self.summary.update(stopped=True, checkpoint=ck and ck.stem)
+                log.info(
+                    "stopped by %s in epoch %d after batch %d; checkpoint %s. Resume with the same "
+                    "command plus --resume",
+                    stop.name,
+                    epoch + 1,
+                    i + 1,
+                    ck.stem if ck else "(written by rank 0)",
+                )
+                return None
+        mx.nd.waitall()  # every update of the epoch done (and, distributed, every pull answered)
+        epoch_time = time.perf_counter() - epoch_start
+        train_top1, train_top5 = self.train_metric.get()
+        return {
+            "epoch": epoch + 1,
+            "steps": (epoch + 1) * self.steps,
+            "lr": lr,
+            "train_loss": loss_sum / max(loss_count, 1),
+            "train_top1": train_top1,
+            "train_top5": train_top5,
+            "images_per_sec": (self.steps - first) * self.batch / epoch_time,
+            "epoch_time": epoch_time,
+            "val_top1": None,
+            "val_top5": None,
+        }
+
+    def _step(self, batch, lr, mixing, epoch, i):
+        """One optimizer step on `batch`; returns the summed loss."""
+        settings = self.settings
+        if not self.dist.update_on_kvstore:
+            self.trainer.set_learning_rate(lr)
+        x = gluon.utils.split_and_load(batch.data[0], self.ctx, even_split=False)
+        y = gluon.utils.split_and_load(batch.label[0], self.ctx, even_split=False)
+        targets = y
+        if not self.sparse_label:
+            targets = [soft_labels(label, self.num_classes, settings.label_smoothing) for label in y]
+        if mixing:
+            lam = float(np.random.beta(settings.mixup_alpha, settings.mixup_alpha))
+            x = [lam * d + (1 - lam) * d.flip(axis=0) for d in x]
+            targets = [lam * t + (1 - lam) * t.flip(axis=0) for t in targets]
+            if lam < 0.5:  # the hard labels for accuracy: the larger component's
+                y = [label.flip(axis=0) for label in y]
+        with autograd.record():
+            outputs = [self.net(d) for d in x]
+            losses = [self.loss_fn(o, t) for o, t in zip(outputs, targets)]
+            if settings.dtype == "float16":
+                from mxnet.contrib import amp
+
+                with amp.scale_loss(losses, self.trainer) as scaled:
+                    autograd.backward(scaled)
+            else:
+                autograd.backward(losses)
+        # summed over this worker's devices; make_trainer has synchronous kvstores and Horovod
+        # average over the workers: step() divides by this worker's examples
+        self.trainer.step(self.batch)
+        batch_loss = sum(float(loss.sum().asscalar()) for loss in losses)
+        if not math.isfinite(batch_loss):
+            raise TrainError(
+                f"the loss became {batch_loss} at epoch {epoch + 1}, batch {i + 1} (lr {lr:.4g}); "
+                "nothing was saved after it. Lower --lr, add --warmup-epochs, or resume from the "
+                f"last checkpoint in {settings.save_dir}"
+            )
+        for label, out in zip(y, outputs):
+            self.train_metric.update(label, out)
+        return batch_loss
+
+    def _log_progress(self, epoch, i, step, lr, loss):
+        elapsed = time.perf_counter() - self.run_start
+        speed = self.steps_done_here * self.batch / elapsed
+        left = self.settings.num_epochs * self.steps - (step + 1)
+        top1, top5 = self.train_metric.get()
+        log.info(
+            "Epoch[%d/%d] Batch[%d/%d] loss %.4f top1 %.4f top5 %.4f lr %.5g | %.1f img/s | ETA %s",
+            epoch + 1,
+            self.settings.num_epochs,
+            i + 1,
+            self.steps,
+            loss,
+            top1,
+            top5,
+            lr,
+            speed,
+            fmt_time(left * self.batch / speed if speed else float("nan")),
+        )
+
+    # -- the end of an epoch: save, validate, record --
+
+    def end_epoch(self, epoch, record, stop):
+        """Save the epoch's checkpoint first (a crash in validation must not lose the epoch),
+        then validate and record.  Returns False when the run is to stop here."""
+        settings = self.settings
+        self.history.append(record)
+        last = epoch + 1 == settings.num_epochs
+        validating = (
+            self.rank == 0
+            and self.source.has_val
+            and ((epoch + 1) % settings.val_interval == 0 or last)
+            and not self.stopping
+        )
+        ck = None
+        if (epoch + 1) % settings.save_frequency == 0 or last or self.stopping:
+            ck = self.save(epoch + 1, 0, val_pending=validating)
+        if validating:
+            self.validate(ck, record, epoch + 1)
+        if self.rank == 0:
+            self.metrics_log.write(record)
+            plot_curves(self.history, os.path.join(settings.save_dir, "curves.png"), settings.model)
+            log.info(
+                "Epoch[%d] done: loss %.4f train top1 %.4f, %.1f img/s, %s",
+                epoch + 1,
+                record["train_loss"],
+                record["train_top1"],
+                record["images_per_sec"],
+                fmt_time(record["epoch_time"]),
+            )
+        if self.stopping and not last:
+            self.summary.update(stopped=True)
+            log.info(
+                "stopped by %s after epoch %d; resume with the same command plus --resume",
+                stop.name,
+                epoch + 1,
+            )
+            return False
+        return True
+
+    def save(self, epoch, batch_done, **extra):
+        """Rank 0 writes a checkpoint after `epoch` epochs and `batch_done` batches."""
+        if self.rank != 0:
+            return None
+        meta = dict(self.meta_base, history=self.history, best_top1=self.best_top1, **extra)
+        return checkpoint.save(
+            self.settings.save_dir, self.settings.model, self.net, self.trainer, meta, epoch, batch_done
+        )
+
+    def validate(self, ck, record, epoch):
+        """Score the validation data after `epoch` epochs into `record`, then record the result in
+        the end-of-epoch checkpoint `ck` already on disk (writing one when this epoch had none
+        but is the best so far) and in -best."""
+        metric, speed = evaluate(self.net, self.source.val(), self.ctx)
         record["val_top1"], record["val_top5"] = metric.get()
         record["val_images"] = metric.count
         log.info(
@@ -568,184 +597,35 @@ def _fit(args, ctx, kv, dist, notes):
             metric.count,
             speed,
         )
-        if record["val_top1"] > best_top1:
-            best_top1 = record["val_top1"]
-            return True
-        return False
-
-    def finish_validation(ck, record, epoch):
-        """Validate an end-of-epoch checkpoint `ck` already on disk, then record the result in
-        its meta, the metrics file and -best."""
-        improved = validate(epoch, record)
+        improved = record["val_top1"] > self.best_top1
+        if improved:
+            self.best_top1 = record["val_top1"]
+        result = dict(top1=record["val_top1"], top5=record["val_top5"])
         if ck is None and improved:  # not a save epoch, but the best model so far
-            ck = save(epoch, 0, top1=record["val_top1"], top5=record["val_top5"])
+            ck = self.save(epoch, 0, **result)
         elif ck is not None:
             ck = checkpoint.update_meta(
-                ck,
-                history=history,
-                best_top1=best_top1,
-                top1=record["val_top1"],
-                top5=record["val_top5"],
-                val_pending=False,
+                ck, history=self.history, best_top1=self.best_top1, val_pending=False, **result
             )
         if improved and ck is not None:
-            checkpoint.save_best(args.save_dir, args.model, ck)
+            checkpoint.save_best(self.settings.save_dir, self.settings.model, ck)
 
-    if resume is not None and resume.meta.get("val_pending") and rank == 0 and history:
-        log.info("validating epoch %d, which %s could not", resume.epoch, os.path.basename(resume.stem))
-        finish_validation(resume, history[-1], resume.epoch)
-        metrics_log.rewrite(history)
-
-    total_steps = args.num_epochs * data.iters_per_epoch
-    run_start, steps_done_here = time.perf_counter(), 0
-    train_metric = TopK(k=5)
-    summary = {"save_dir": args.save_dir, "stopped": False}
-    with StopFlag() as stop:
-        for epoch in range(start_epoch, args.num_epochs):
-            train_metric.reset()
-            loss_sum, loss_count = 0.0, 0
-            epoch_start = time.perf_counter()
-            it = data.train(epoch)
-            mixing = args.mixup and epoch < args.mixup_off_epoch
-            stopping = False
-            for i, batch_data in enumerate(it):
-                if epoch == start_epoch and i < skip_batches:
-                    continue  # done before the interruption we resume from
-                step = epoch * data.iters_per_epoch + i
-                lr = schedule(step)
-                if not dist.update_on_kvstore:
-                    trainer.set_learning_rate(lr)
-                x = gluon.utils.split_and_load(batch_data.data[0], ctx, even_split=False)
-                y = gluon.utils.split_and_load(batch_data.label[0], ctx, even_split=False)
-                targets = y
-                if not sparse_label:
-                    targets = [soft_labels(label, num_classes, args.label_smoothing) for label in y]
-                if mixing:
-                    lam = float(np.random.beta(args.mixup_alpha, args.mixup_alpha))
-                    x = [lam * d + (1 - lam) * d.flip(axis=0) for d in x]
-                    targets = [lam * t + (1 - lam) * t.flip(axis=0) for t in targets]
-                    if lam < 0.5:  # the hard labels for accuracy: the larger component's
-                        y = [label.flip(axis=0) for label in y]
-                with autograd.record():
-                    outputs = [net(d) for d in x]
-                    losses = [loss_fn(o, t) for o, t in zip(outputs, targets)]
-                    if args.dtype == "float16":
-                        with amp.scale_loss(losses, trainer) as scaled:
-                            autograd.backward(scaled)
-                    else:
-                        autograd.backward(losses)
-                # summed over this worker's devices; make_trainer has synchronous kvstores and
-                # Horovod average over the workers: step() divides by this worker's images
-                trainer.step(batch)
-                batch_loss = sum(float(l.sum().asscalar()) for l in losses)
-                if not math.isfinite(batch_loss):
-                    raise TrainError(
-                        f"the loss became {batch_loss} at epoch {epoch + 1}, batch {i + 1} "
-                        f"(lr {lr:.4g}); nothing was saved after it. Lower --lr, add --warmup-epochs, "
-                        f"or resume from the last checkpoint in {args.save_dir}"
-                    )
-                loss_sum += batch_loss
-                loss_count += batch_data.data[0].shape[0]
-                for label, out in zip(y, outputs):
-                    train_metric.update(label, out)
-                steps_done_here += 1
-                if (i + 1) % args.log_interval == 0 or i + 1 == data.iters_per_epoch:
-                    elapsed = time.perf_counter() - run_start
-                    speed = steps_done_here * batch / elapsed
-                    left = total_steps - (step + 1)
-                    top1, top5 = train_metric.get()
-                    log.info(
-                        "Epoch[%d/%d] Batch[%d/%d] loss %.4f top1 %.4f top5 %.4f lr %.5g | %.1f img/s "
-                        "| ETA %s",
-                        epoch + 1,
-                        args.num_epochs,
-                        i + 1,
-                        data.iters_per_epoch,
-                        loss_sum / max(loss_count, 1),
-                        top1,
-                        top5,
-                        lr,
-                        speed,
-                        fmt_time(left * batch / speed if speed else float("nan")),
-                    )
-                stopping = vote(stop.signal is not None)  # every worker stops after the same batch
-                if stopping and i + 1 < data.iters_per_epoch:
-                    ck = save(epoch, i + 1)
-                    summary.update(stopped=True, checkpoint=ck and ck.stem)
-                    log.info(
-                        "stopped by %s in epoch %d after batch %d; checkpoint %s. Resume with the "
-                        "same command plus --resume",
-                        stop.name,
-                        epoch + 1,
-                        i + 1,
-                        ck.stem if ck else "(written by rank 0)",
-                    )
-                    break
-            if summary["stopped"]:
-                break
-            mx.nd.waitall()  # every update of the epoch done (and, distributed, every pull answered)
-            train_top1, train_top5 = train_metric.get()
-            epoch_time = time.perf_counter() - epoch_start
-            record = {
-                "epoch": epoch + 1,
-                "steps": (epoch + 1) * data.iters_per_epoch,
-                "lr": lr,
-                "train_loss": loss_sum / max(loss_count, 1),
-                "train_top1": train_top1,
-                "train_top5": train_top5,
-                "images_per_sec": (data.iters_per_epoch - (skip_batches if epoch == start_epoch else 0))
-                * batch
-                / epoch_time,
-                "epoch_time": epoch_time,
-                "val_top1": None,
-                "val_top5": None,
-            }
-            history.append(record)
-            last = epoch + 1 == args.num_epochs
-            validating = (
-                rank == 0
-                and data.val_images > 0
-                and ((epoch + 1) % args.val_interval == 0 or last)
-                and not stopping
+    def finish(self):
+        """Leave through the barrier (no worker leaves the job while rank 0 still saves)."""
+        barrier(self.kv, self.dist)
+        if self.summary["stopped"]:
+            return self.summary
+        settings = self.settings
+        self.summary.update(history=self.history, best_top1=self.best_top1, epochs=settings.num_epochs)
+        if self.rank == 0:
+            log.info(
+                "finished %d epochs; best validation top1 %s; checkpoints, train.log, metrics.jsonl and "
+                "curves.png are in %s",
+                settings.num_epochs,
+                f"{self.best_top1:.4f}" if self.best_top1 >= 0 else "not measured",
+                settings.save_dir,
             )
-            # The checkpoint first: a crash in validation must not lose the epoch.
-            ck = None
-            if (epoch + 1) % args.save_frequency == 0 or last or stopping:
-                ck = save(epoch + 1, 0, val_pending=validating)
-            if validating:
-                finish_validation(ck, record, epoch + 1)
-            if rank == 0:
-                metrics_log.write(record)
-                plot_curves(history, os.path.join(args.save_dir, "curves.png"), args.model)
-                log.info(
-                    "Epoch[%d] done: loss %.4f train top1 %.4f, %.1f img/s, %s",
-                    epoch + 1,
-                    record["train_loss"],
-                    train_top1,
-                    record["images_per_sec"],
-                    fmt_time(epoch_time),
-                )
-            if stopping and not last:
-                summary.update(stopped=True)
-                log.info(
-                    "stopped by %s after epoch %d; resume with the same command plus --resume",
-                    stop.name,
-                    epoch + 1,
-                )
-                break
-    barrier(kv, dist)  # every path: no worker leaves the job while rank 0 still saves
-    if summary["stopped"]:
-        return summary
-    summary.update(history=history, best_top1=best_top1, epochs=args.num_epochs)
-    if rank == 0:
-        log.info(
-            "finished %d epochs; best validation top1 %s; checkpoints, train.log, metrics.jsonl and "
-            "curves.png are in %s",
-            args.num_epochs,
-            f"{best_top1:.4f}" if best_top1 >= 0 else "not measured",
-            args.save_dir,
-        )
-    return summary
+        return self.summary
 
 
 class LRSchedulerAdapter(mx.lr_scheduler.LRScheduler):
@@ -760,4 +640,4 @@ class LRSchedulerAdapter(mx.lr_scheduler.LRScheduler):
         return self.schedule(num_update)
 
 
-__all__ = ["DataError", "DeviceError", "TrainError", "fit"]
+__all__ = ["DataError", "DeviceError", "Run", "TrainError", "TrainSettings", "fit"]

@@ -1,0 +1,158 @@
+"""What a training run is asked to do, apart from its data: the trainer's settings, named as the
+command-line flags (and the recipe files' keys) name them, checked before any work."""
+
+import dataclasses
+from dataclasses import dataclass
+
+from .distributed import KVSTORES
+from .schedule import MODES, parse_decay_epochs
+
+DTYPES = ("float32", "float16", "bfloat16")
+# The values of --attention: a block kind, or "none" for a network without attention blocks.
+ATTENTION_CHOICES = ("a2", "nonlocal", "none")
+# Settings that define the network: a checkpoint only resumes into the same ones.
+MODEL_SETTINGS = ("model", "attention", "blocks", "reduction", "num_classes")
+
+
+class TrainError(ValueError):
+    """The run cannot start or go on; the message says what is wrong and what to do."""
+
+
+def flag(name):
+    """The command-line flag of a setting: num_epochs -> --num-epochs."""
+    return "--" + name.replace("_", "-")
+
+
+@dataclass
+class TrainSettings:
+    """Everything the training loop needs besides the model's data source (see
+    a2gluon.data.sources).  Field names are the flags' names; defaults are the flags' defaults."""
+
+    # the network
+    model: str = "a2_resnet50"
+    num_classes: int = None  # None: the data's class count
+    attention: str = None  # None: the model's own; "none": no attention blocks
+    blocks: str = None  # "conv3:2,conv4:2"
+    reduction: int = None  # m = n = channels / reduction
+    last_gamma: bool = False
+    # optimisation
+    batch_size: int = 32  # per device
+    num_epochs: int = 120
+    lr: float = 0.1  # for the global batch
+    lr_mode: str = "step"
+    lr_decay: float = 0.1
+    lr_decay_epoch: str = "30,60,90"
+    warmup_epochs: float = 0.0
+    warmup_lr: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    wd: float = 1e-4
+    no_wd: bool = False
+    label_smoothing: float = 0.0
+    mixup: bool = False
+    mixup_alpha: float = 0.2
+    mixup_off_epoch: int = 0  # 0: mix every epoch
+    dtype: str = "float32"
+    # devices and the run
+    num_gpus: int = 0
+    num_cpus: int = 1
+    kvstore: str = "device"
+    save_dir: str = "params"
+    save_frequency: int = 1
+    val_interval: int = 1
+    resume: bool = False
+    resume_epoch: int = None
+    force: bool = False
+    log_interval: int = 50
+    seed: int = 0
+
+    @classmethod
+    def from_namespace(cls, namespace):
+        """The settings among an argparse namespace's attributes (the data flags are left out)."""
+        values = vars(namespace)
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    @property
+    def decay_epochs(self):
+        return parse_decay_epochs(self.lr_decay_epoch)
+
+    @property
+    def mixup_epochs(self):
+        """Epochs with mixup: all of them, unless --mixup-off-epoch stops it earlier."""
+        if not self.mixup:
+            return 0
+        return self.mixup_off_epoch or self.num_epochs
+
+    def model_kwargs(self):
+        """get_model keyword arguments; --attention none means no attention blocks on every model
+        (also those built with blocks by default)."""
+        kwargs = {}
+        if self.attention == "none":
+            kwargs.update(attention=None, blocks=None)
+        elif self.attention:
+            kwargs["attention"] = self.attention
+        if self.blocks:
+            kwargs["blocks"] = self.blocks
+        if self.reduction:
+            kwargs["reduction"] = self.reduction
+        if self.last_gamma:
+            kwargs["last_gamma"] = True
+        return kwargs
+
+    def check(self):
+        """Raise TrainError for an impossible setting (one line: the flag, the range, the value)."""
+        at_least = {
+            "batch_size": 1,
+            "num_epochs": 1,
+            "save_frequency": 1,
+            "val_interval": 1,
+            "log_interval": 1,
+            "num_gpus": 0,
+            "num_cpus": 1,
+            "mixup_off_epoch": 0,
+        }
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise TrainError(f"{flag(name)} must be at least {low}, got {getattr(self, name)}")
+        for name in ("reduction", "num_classes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TrainError(f"{flag(name)} must be at least 1, got {value}")
+        if self.resume_epoch is not None and self.resume_epoch < 1:
+            raise TrainError(f"--resume-epoch counts completed epochs (1, 2, ...), got {self.resume_epoch}")
+        for name in ("lr", "lr_decay", "mixup_alpha"):
+            if not getattr(self, name) > 0:
+                raise TrainError(f"{flag(name)} must be positive, got {getattr(self, name)}")
+        for name in ("wd", "warmup_epochs", "warmup_lr"):
+            if getattr(self, name) < 0:
+                raise TrainError(f"{flag(name)} must be 0 or more, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            raise TrainError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if not 0 <= self.label_smoothing < 1:
+            raise TrainError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        choices = {"lr_mode": MODES, "dtype": DTYPES, "kvstore": KVSTORES}
+        for name, allowed in choices.items():
+            if str(getattr(self, name)).lower() not in allowed:
+                raise TrainError(
+                    f"{flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        if self.attention is not None and self.attention not in ATTENTION_CHOICES:
+            raise TrainError(
+                f"--attention must be one of {', '.join(ATTENTION_CHOICES)}, got {self.attention!r}"
+            )
+        if self.num_gpus and self.num_cpus > 1:
+            raise TrainError("give --num-gpus or --num-cpus, not both")
+        if self.force and (self.resume or self.resume_epoch is not None):
+            raise TrainError("give --resume (continue the run) or --force (start over), not both")
+        if self.attention == "none" and (self.blocks or self.reduction):
+            raise TrainError(
+                "--attention none builds the network without attention blocks; drop "
+                + ("--blocks" if self.blocks else "--reduction")
+            )
+        try:
+            self.decay_epochs  # noqa: B018  (parses --lr-decay-epoch)
+        except ValueError as err:
+            raise TrainError(str(err)) from None

@@ -30,7 +30,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m a2gluon.demo
+	$(PY) -m a2gluon demo
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -6,4 +6,4 @@ import sys
 from a2gluon.cli.train import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="train_imagenet.py"))

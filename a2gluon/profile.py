@@ -1,9 +1,7 @@
 """Parameter and multiply-add counting from a network's symbol graph (the paper's #Params and
-FLOPs, where FLOPs are multiply-adds).  CLI: python -m a2gluon.profile MODEL [--json]."""
+FLOPs, where FLOPs are multiply-adds).  Command line: a2gluon profile MODEL [--json]."""
 
-import argparse
 import json
-import sys
 from dataclasses import asdict, dataclass
 
 import mxnet as mx
@@ -119,20 +117,12 @@ def profile_block(net, input_shape, name="model"):
     return profile_symbol(sym, input_shape, name=name, trained_params=trained)
 
 
-def default_input_shape(name):
-    """The paper's input for a model: 8x224x224 clips for the video ResNet-50s, 16x112x112 for
-    the other video models, 224x224 images otherwise."""
-    if name.endswith("_3d"):
-        return (3, 8, 224, 224) if "resnet50" in name else (3, 16, 112, 112)
-    return (3, 224, 224)
-
-
 def profile_model(name, input_shape=None, classes=1000, **kwargs):
     """Build registry model `name` and profile it at `input_shape` (its paper input by default)."""
-    from .models import get_model
+    from .models import get_model, model_spec
 
     net = get_model(name, classes=classes, **kwargs)
-    return profile_block(net, tuple(input_shape or default_input_shape(name)), name=name)
+    return profile_block(net, tuple(input_shape or model_spec(name).input_shape), name=name)
 
 
 def format_table(profile):
@@ -143,70 +133,3 @@ def format_table(profile):
             f"{layer.params:>12,} {layer.macs:>16,}"
         )
     return "\n".join(rows)
-
-
-def _shape(text):
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) not in (3, 4) or min(shape) <= 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an input shape: give C,H,W (3,224,224) or C,T,H,W (3,16,112,112)"
-        )
-    return shape
-
-
-def main(argv=None):
-    from .models import list_models
-
-    parser = argparse.ArgumentParser(
-        prog="python -m a2gluon.profile",
-        description="Count a model's trainable parameters and multiply-adds (batch 1).",
-    )
-    parser.add_argument("model", help="a model name (see --list)", nargs="?")
-    parser.add_argument("--list", action="store_true", help="list the model names and exit")
-    parser.add_argument("--classes", type=int, default=1000)
-    parser.add_argument(
-        "--input-shape",
-        type=_shape,
-        default=None,
-        help="C,H,W or C,T,H,W without the batch axis (default: the model's paper input)",
-    )
-    parser.add_argument("--attention", choices=["a2", "nonlocal", "none"], default=None)
-    parser.add_argument("--blocks", default=None, help="where: convS:U[,convS:U...] (1-based unit)")
-    parser.add_argument("--reduction", type=int, default=None)
-    parser.add_argument("--per-layer", action="store_true", help="also print (or include) each layer")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-    if args.list:
-        print("\n".join(list_models()))
-        return 0
-    if not args.model:
-        parser.error("give a model name (python -m a2gluon.profile --list shows them)")
-    kwargs = {}
-    if args.attention is not None:
-        kwargs["attention"] = None if args.attention == "none" else args.attention
-    if args.blocks is not None:
-        kwargs["blocks"] = args.blocks
-    if args.reduction is not None:
-        kwargs["reduction"] = args.reduction
-    try:
-        prof = profile_model(args.model, args.input_shape, classes=args.classes, **kwargs)
-    except (ValueError, mx.base.MXNetError) as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(prof.to_json(per_layer=args.per_layer)))
-        return 0
-    if args.per_layer:
-        print(format_table(prof))
-    shape = "x".join(map(str, prof.input_shape))
-    print(
-        f"{prof.model} @ {shape}: {prof.params / 1e6:.2f} M parameters, {prof.macs / 1e9:.3f} G multiply-adds"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """One process of the distributed tests: trains a tiny net for an epoch, saves its weights.
 
-Run through `python -m a2gluon.launch ... -- python tests/dist_worker.py OUT_DIR` (parameter
+Run through `a2gluon launch ... -- python tests/dist_worker.py OUT_DIR` (parameter
 server; the scheduler and servers stop inside `import mxnet`) or `horovodrun ... python
 tests/dist_worker.py OUT_DIR --kvstore horovod`. Each worker starts from different random
 weights (seeded by its rank) and reads a different shard of one fixed data set, so that equal
@@ -85,10 +85,10 @@ def main():
 
 def run(args, raise_at_batch):
     """Train one epoch on this worker's shard and save the initial and final weights."""
-    from a2gluon.engine.distributed import barrier, create_kvstore, make_trainer, shard
+    from a2gluon.engine.distributed import barrier, create_kvstore, make_trainer
 
     kv, info = create_kvstore(args.kvstore, 1)
-    num_parts, part_index = shard(info)
+    num_parts, part_index = info.num_workers, info.rank
     # Every worker runs the same number of batches (dist_sync hangs otherwise).
     x, y = make_data(args.batches * args.batch_size * num_parts)
     x, y = x[part_index::num_parts], y[part_index::num_parts]

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from gluoncv.data.transforms.presets.imagenet import transform_eval
 
+from a2gluon.cli.digits import main as digits_main
+from a2gluon.cli.pack import main as pack_main
 from a2gluon.data import (
     MEAN_RGB,
     STD_RGB,
@@ -30,8 +32,6 @@ from a2gluon.data import (
     val_iter,
 )
 from a2gluon.data import pack as pack_module
-from a2gluon.data.digits import main as digits_main
-from a2gluon.data.pack import main as pack_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,7 +173,7 @@ def test_negative_num_workers_is_refused(packed, tmp_path, capsys):
     _, folder, _ = packed
     assert pack_main([str(folder), str(tmp_path / "out"), "--num-workers", "-1", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err == "error: --num-workers must be 0 or more (0 or 1 decodes in this process), got -1\n"
+    assert err == "a2gluon pack: error: --num-workers must be 0 or more (0 or 1 decodes in this process), got -1\n"
     assert not list(tmp_path.iterdir())
 
 
@@ -221,7 +221,7 @@ def test_sigterm_during_pack_removes_temporary_files_and_ends_the_workers(tmp_pa
         (tmp_path / "src" / f"c{c}").mkdir(parents=True)
         for i in range(100):
             cv2.imwrite(str(tmp_path / "src" / f"c{c}" / f"{i:03d}.jpg"), pictures[i % 4])
-    cmd = [sys.executable, "-m", "a2gluon.data.pack", str(tmp_path / "src"), str(tmp_path / "out")]
+    cmd = [sys.executable, "-m", "a2gluon", "pack", str(tmp_path / "src"), str(tmp_path / "out")]
     cmd += ["--resize", "200", "--num-workers", "2", "--quiet"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -257,7 +257,7 @@ def test_existing_output_is_refused_without_force(packed, tmp_path, capsys):
     capsys.readouterr()
     assert pack_main(args[:3] + ["8"] + args[4:]) == 2
     out, err = capsys.readouterr()
-    assert err.startswith("error: ") and err.count("\n") == 1 and "--force" in err
+    assert err.startswith("a2gluon pack: error: ") and err.count("\n") == 1 and "--force" in err
     assert (tmp_path / "p.rec").read_bytes() == before
     assert pack_main(args[:3] + ["8"] + args[4:] + ["--force"]) == 0
     assert (tmp_path / "p.rec").read_bytes() != before
@@ -291,13 +291,13 @@ def test_bad_input_is_one_line_error_without_traceback(tmp_path, bad):
         pack(root, tmp_path / "out", progress=False)
     if bad == "missing":  # once through the real command line
         proc = subprocess.run(
-            [sys.executable, "-m", "a2gluon.data.pack", str(root), str(tmp_path / "out")],
+            [sys.executable, "-m", "a2gluon", "pack", str(root), str(tmp_path / "out")],
             capture_output=True,
             text=True,
             cwd=ROOT,
         )
         assert proc.returncode == 2
-        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+        assert proc.stderr.startswith("a2gluon pack: error: ") and proc.stderr.count("\n") == 1
         assert "Traceback" not in proc.stderr and not list(tmp_path.glob("out*"))
 
 
@@ -471,7 +471,7 @@ def test_digits_onto_an_existing_file_is_a_one_line_error(tmp_path, capsys):
     target.write_text("x")
     assert digits_main([str(target)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "is not a folder" in err
+    assert err.startswith("a2gluon digits: error: ") and err.count("\n") == 1 and "is not a folder" in err
 
 
 def test_pack_module_cli_is_the_function():

@@ -14,7 +14,7 @@ def test_demo_runs_end_to_end_and_learns(tmp_path):
     """The demo with 3 epochs instead of 6 (about a minute here): every artefact it names exists
     and the model it trained is far above chance on the held-out digits."""
     out = subprocess.run(
-        [sys.executable, "-m", "a2gluon.demo", "--out", str(tmp_path / "demo"), "--epochs", "3"],
+        [sys.executable, "-m", "a2gluon", "demo", "--out", str(tmp_path / "demo"), "--epochs", "3"],
         capture_output=True,
         text=True,
         timeout=900,

@@ -20,7 +20,7 @@ from a2gluon.deploy import (
     load_symbol_model,
     read_class_names,
 )
-from a2gluon.deploy.preprocess import MEAN_RGB, STD_RGB, preprocess, resize_size
+from a2gluon.deploy.preprocess import load_batch
 from a2gluon.models import get_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -228,15 +228,41 @@ def test_load_symbol_model_errors(small, tmp_path):
 # --- preprocessing and predict ----------------------------------------------------------------
 
 
-def test_preprocess_is_the_evaluation_transform():
-    assert resize_size(224) == 256 and resize_size(112) == 128
-    image = np.zeros((300, 600, 3), np.uint8)
-    image[:, 290:310] = 255  # a white stripe in the centre columns survives the centre crop
-    out = preprocess(image, 224)
-    assert out.shape == (3, 224, 224) and out.dtype == np.float32
-    black = (0 - np.array(MEAN_RGB)) / np.array(STD_RGB)
-    np.testing.assert_allclose(out[:, 0, 0], black, rtol=1e-5)
-    assert out[0, 112, 112] > 2.0  # white
+def _photographs(folder):
+    """scikit-learn's two photographs (427 x 640) and crops of them whose shorter-side resize
+    rounds down where rounding to nearest goes up (640 * 256 / 427 = 383.7; 455 * 256 / 301 =
+    387.0 - a hair; 500 * 256 / 333 = 384.4 for a portrait crop), saved as JPEG in one class folder."""
+    from sklearn.datasets import load_sample_images
+
+    (folder / "photos").mkdir(parents=True)
+    paths = []
+    for i, image in enumerate(load_sample_images().images):
+        bgr = np.ascontiguousarray(image[:, :, ::-1])
+        for name, crop in (("full", bgr), ("crop", bgr[:301, :455]), ("tall", bgr[:427, 100:384])):
+            path = folder / "photos" / f"{i}-{name}.jpg"
+            cv2.imwrite(str(path), crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            paths.append(str(path))
+    return sorted(paths)
+
+
+def test_predict_sees_the_tensor_val_iter_sees(tmp_path):
+    """The same JPEG through predict's preprocessing and through val_iter (packed unchanged:
+    --resize 0 --pass-through) gives the same input tensor, at sizes where rounding the resized
+    side to nearest would differ from MXNet's rounding down."""
+    from a2gluon.data import pack, val_iter
+    from a2gluon.data.pipeline import shorter_side_shape
+
+    paths = _photographs(tmp_path / "images")
+    assert any(
+        round(w * 256 / h) != shorter_side_shape(h, w, 256)[1]
+        for h, w in (cv2.imread(p).shape[:2] for p in paths)
+    )
+    packed = pack(tmp_path / "images", tmp_path / "photos", resize=0, pass_through=True, progress=False)
+    it = val_iter(packed["rec"], packed["idx"], len(paths), input_size=224, num_workers=1)
+    want = next(iter(it)).data[0].asnumpy()
+    got = load_batch(paths, 224).asnumpy()
+    assert got.shape == want.shape == (len(paths), 3, 224, 224)
+    np.testing.assert_allclose(got, want, atol=2e-4)
 
 
 def test_predict_cli_symbol_and_params_agree(small, tmp_path, capsys):
@@ -306,14 +332,14 @@ def test_bad_input_gives_one_line(small, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2, (cli, args, err)
         assert len(err) == 1 and expect in err[0] and "Traceback" not in err[0], (cli, args, err)
-        assert err[0].startswith(f"python -m a2gluon.{cli}: error: ")
+        assert err[0].startswith(f"a2gluon {cli}: error: ")
     with pytest.raises(ModelLoadError):  # --debug shows the exception itself
         predict_cli.main([small["image"], "--symbol", str(tmp_path / "nosuch"), "--debug"])
 
 
 def test_bad_input_real_process(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "a2gluon.predict", "x.jpg", "--symbol", str(tmp_path / "nope")],
+        [sys.executable, "-m", "a2gluon", "predict", "x.jpg", "--symbol", str(tmp_path / "nope")],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -431,7 +457,7 @@ def test_export_that_fails_or_is_interrupted_leaves_no_file(small, tmp_path, mon
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1, err
         assert os.listdir(prefix.parent) == []  # neither the files written before nor temporary ones
-    assert err[0] == "python -m a2gluon.export: interrupted"
+    assert err[0] == "a2gluon export: interrupted"
     monkeypatch.setattr(export_module.json, "dump", disk_full)
     export_cli.main(args)
     assert f"no space left on device: {prefix}.json" in capsys.readouterr().err

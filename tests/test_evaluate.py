@@ -77,7 +77,7 @@ def test_folder_data_and_exported_symbol_agree_with_records(digits, digits_run, 
     # Gluon-CV's transforms on the JPEG files against ImageRecordIter on the records
     assert json.loads((tmp_path / "f.json").read_text())["top1"] == pytest.approx(top1, abs=0.02)
     export = subprocess.run(
-        [sys.executable, "-m", "a2gluon.export", "--params", best, "--model", "a2_resnet26"]
+        [sys.executable, "-m", "a2gluon", "export", "--params", best, "--model", "a2_resnet26"]
         + ["--input-size", "32", "--out", str(tmp_path / "exp" / "digits")],
         capture_output=True,
         text=True,
@@ -187,7 +187,7 @@ def in_process(args, capsys):
     """(exit status, stdout, stderr lines) of eval_imagenet.py run in this process."""
     from a2gluon.cli import evaluate as cli
 
-    code = cli.main(["--no-progress"] + args)
+    code = cli.main(["--no-progress"] + args, prog="eval_imagenet.py")
     out = capsys.readouterr()
     return code, out.out, [line for line in out.err.splitlines() if line.strip()]
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from a2gluon import launch
+from a2gluon.cli import launch as launch_cli
 from a2gluon.engine import distributed
-from a2gluon.engine.distributed import DistInfo, create_kvstore, make_trainer, shard
+from a2gluon.engine.distributed import DistInfo, create_kvstore, make_trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dist_worker  # noqa: E402
@@ -29,10 +30,10 @@ def _env():
 
 
 def _launch(options, command, timeout=120):
-    """Run `python -m a2gluon.launch OPTIONS -- COMMAND`; (returncode, stderr, seconds)."""
+    """Run `a2gluon launch OPTIONS -- COMMAND`; (returncode, stderr, seconds)."""
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "a2gluon.launch", *options, "--", *command],
+        [sys.executable, "-m", "a2gluon", "launch", *options, "--", *command],
         cwd=ROOT,
         env=_env(),
         capture_output=True,
@@ -193,7 +194,7 @@ def test_worker_raising_mid_training_ends_the_job_with_its_message(tmp_path):
     )
     assert code == 1, err[-3000:]
     assert "dist_worker.py: error on task 1: RuntimeError: simulated failure at batch 2" in err
-    assert "python -m a2gluon.launch: error: worker 1 exited with code 1; stopping the job" in err
+    assert "a2gluon launch: error: worker 1 exited with code 1; stopping the job" in err
     assert seconds < 30  # ended by the failure, not by --timeout
     assert not (tmp_path / "rank0.npz").exists()
     assert _left_running(str(tmp_path)) == []
@@ -265,7 +266,7 @@ def _start_stop_job(tmp_path, options, checkpoint_seconds):
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "a2gluon.launch", "-n", "2", "-s", "1", "--timeout", "120", *options]
+        [sys.executable, "-m", "a2gluon", "launch", "-n", "2", "-s", "1", "--timeout", "120", *options]
         + ["--", sys.executable, str(script), str(out), str(checkpoint_seconds)],
         cwd=ROOT,
         env=_env(),
@@ -311,7 +312,7 @@ def _signal_and_wait(proc, tmp_path, *signals, between=1.0):
 
 
 def _launcher_lines(err):
-    return [line for line in err.splitlines() if line.startswith("python -m a2gluon.launch:")]
+    return [line for line in err.splitlines() if line.startswith("a2gluon launch:")]
 
 
 @pytest.mark.slow
@@ -327,7 +328,7 @@ def test_stop_signal_lets_the_workers_checkpoint_before_the_servers_end(tmp_path
     lines = _launcher_lines(err)
     assert len(lines) == 1, err[-3000:]
     assert re.fullmatch(
-        f"python -m a2gluon.launch: {signal.Signals(signum).name}: stopping the job: asked 2 workers "
+        f"a2gluon launch: {signal.Signals(signum).name}: stopping the job: asked 2 workers "
         r"to checkpoint and exit; the workers exited within \d+\.\d s; then terminated the servers "
         "and the scheduler",
         lines[0],
@@ -344,7 +345,7 @@ def test_second_signal_kills_the_job_at_once(tmp_path):
     assert not list(out.glob("*.done"))
     lines = _launcher_lines(err)
     assert len(lines) == 1 and "asked 2 workers to checkpoint and exit" in lines[0], err[-3000:]
-    assert lines[0].startswith("python -m a2gluon.launch: SIGINT: stopping the job:"), lines[0]
+    assert lines[0].startswith("a2gluon launch: SIGINT: stopping the job:"), lines[0]
     assert "SIGTERM again after 1." in lines[0] and lines[0].endswith("killed the job at once")
     assert left == []
 
@@ -384,15 +385,15 @@ def test_stop_timeout_bounds_the_wait_for_the_workers(tmp_path):
     ],
 )
 def test_usage_errors_are_one_line(argv, message, capsys):
-    assert launch.main(argv) == 2
+    assert launch_cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("python -m a2gluon.launch: error: "), err
+    assert err.count("\n") == 1 and err.startswith("a2gluon launch: error: "), err
     assert message in err
 
 
 def test_usage_error_from_the_command_line():
     proc = subprocess.run(
-        [sys.executable, "-m", "a2gluon.launch", "-n", "2", "python", "x.py"],
+        [sys.executable, "-m", "a2gluon", "launch", "-n", "2", "python", "x.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -445,7 +446,7 @@ def test_ssh_launcher_with_a_hostfile(tmp_path):
     )
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "a2gluon.launch", "-n", "1", "-s", "1", "--launcher", "ssh"]
+        [sys.executable, "-m", "a2gluon", "launch", "-n", "1", "-s", "1", "--launcher", "ssh"]
         + ["-H", str(hostfile), "--host-ip", "127.0.0.1", "--timeout", "60", "--env", "A2_TEST:x y"]
         + ["--", sys.executable, "-c", script, str(out), "a b", "$HOME"],
         cwd=ROOT,
@@ -468,7 +469,7 @@ def test_ssh_launcher_stop_signal_ends_the_local_part_at_once(tmp_path):
     out.mkdir()
     sleeper = 'import os, sys, time; open(os.path.join(sys.argv[1], str(os.getpid())), "w"); time.sleep(120)'
     proc = subprocess.Popen(
-        [sys.executable, "-m", "a2gluon.launch", "-n", "1", "-s", "1", "--launcher", "ssh"]
+        [sys.executable, "-m", "a2gluon", "launch", "-n", "1", "-s", "1", "--launcher", "ssh"]
         + ["-H", str(hostfile), "--host-ip", "127.0.0.1", "--timeout", "60"]
         + ["--", sys.executable, "-c", sleeper, str(out)],
         cwd=ROOT,
@@ -485,7 +486,7 @@ def test_ssh_launcher_stop_signal_ends_the_local_part_at_once(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert seconds < launch.GRACE_SECONDS + 5
     assert _launcher_lines(err) == [
-        "python -m a2gluon.launch: SIGTERM: stopped the job's local processes (the scheduler and the "
+        "a2gluon launch: SIGTERM: stopped the job's local processes (the scheduler and the "
         "ssh clients); ssh forwards no signals, so the remote workers were not asked to checkpoint"
     ]
     assert left == []
@@ -500,7 +501,7 @@ def test_create_kvstore_single_process_choices():
     assert kv is None and info.kvstore_name == "device" and info.num_workers == 1
     kv, info = create_kvstore("local", 2)
     assert kv.type == "local" and not info.update_on_kvstore
-    assert shard(info) == (1, 0)
+    assert (info.num_workers, info.rank) == (1, 0)
 
 
 @pytest.mark.parametrize(
@@ -526,7 +527,7 @@ def test_nccl_refuses_cpu_contexts():
 
 def test_dist_kvstore_outside_a_job_says_how_to_launch(monkeypatch):
     monkeypatch.delenv("DMLC_ROLE", raising=False)
-    with pytest.raises(RuntimeError, match="a2gluon.launch"):
+    with pytest.raises(RuntimeError, match="a2gluon launch"):
         create_kvstore("dist_sync", 1)
 
 

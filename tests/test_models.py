@@ -4,9 +4,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from a2gluon.models import get_model, list_models
+from a2gluon.models import default_input_shape, get_model, list_models
 from a2gluon.nn import DoubleAttention, NonLocal
-from a2gluon.profile import default_input_shape
 
 PAPER_MODELS = [
     "resnet50",

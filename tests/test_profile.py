@@ -7,8 +7,9 @@ import sys
 import mxnet as mx
 import pytest
 
+from a2gluon.cli.profile import main
 from a2gluon.nn import DoubleAttention, NonLocal
-from a2gluon.profile import main, profile_block, profile_model
+from a2gluon.profile import profile_block, profile_model
 
 
 def within(value, target, tolerance):
@@ -112,7 +113,8 @@ def test_cli_errors_are_one_line():
         [
             sys.executable,
             "-m",
-            "a2gluon.profile",
+            "a2gluon",
+            "profile",
             "resnet26",
             "--blocks",
             "conv9:1",
@@ -124,10 +126,11 @@ def test_cli_errors_are_one_line():
     )
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1] == (
-        "error: blocks: 'conv9:1' names no stage of this network; stages are conv2, conv3, conv4, conv5"
+        "a2gluon profile: error: blocks: 'conv9:1' names no stage of this network; "
+        "stages are conv2, conv3, conv4, conv5"
     )
     assert "Traceback" not in run.stderr
     run = subprocess.run(
-        [sys.executable, "-m", "a2gluon.profile", "nosuchnet"], capture_output=True, text=True
+        [sys.executable, "-m", "a2gluon", "profile", "nosuchnet"], capture_output=True, text=True
     )
     assert run.returncode == 2 and "unknown model 'nosuchnet'" in run.stderr

@@ -388,7 +388,7 @@ def test_a_local_kvstore_under_the_launcher_is_refused(monkeypatch):
 
 # --- distributed jobs end, and a pre-empted one resumes -------------------------------------------
 
-LAUNCH = [sys.executable, "-m", "a2gluon.launch", "-n", "2", "-s", "1", "--timeout", "400", "--"]
+LAUNCH = [sys.executable, "-m", "a2gluon", "launch", "-n", "2", "-s", "1", "--timeout", "400", "--"]
 DIST_ENV = dict(TEST_ENV, OMP_NUM_THREADS="1")
 
 
@@ -513,7 +513,7 @@ def test_a_decoder_crash_in_validation_names_the_records_and_keeps_the_epoch(dig
     assert checkpoint.find_resume(str(save)).meta["val_pending"] is True  # the epoch is kept
 
     check = subprocess.run(
-        [sys.executable, "-m", "a2gluon.cli.check_records", rec, "--deep", "--quiet"],
+        [sys.executable, "-m", "a2gluon", "check-records", rec, "--deep", "--quiet"],
         capture_output=True,
         text=True,
         env=TEST_ENV,

@@ -382,7 +382,7 @@ def test_dist_sync_two_workers_through_the_launcher(tmp_path):
     """train_imagenet.py under the parameter server: two workers and a server on loopback, each
     worker on its half of the steps; rank 0 validates and writes the checkpoints, rank 1 logs."""
     save = tmp_path / "run"
-    cmd = [sys.executable, "-m", "a2gluon.launch", "-n", "2", "-s", "1", "--timeout", "400", "--"]
+    cmd = [sys.executable, "-m", "a2gluon", "launch", "-n", "2", "-s", "1", "--timeout", "400", "--"]
     cmd += (
         TRAIN + TINY + ["--synthetic", "--synthetic-batches", "3", "--num-classes", "10", "--batch-size", "4"]
     )

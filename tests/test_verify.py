@@ -273,7 +273,7 @@ def test_cli_exit_codes_and_messages(packed, damaged, tmp_path, capsys):
     ):
         assert exit_code(argv) == 2, argv
         err = capsys.readouterr().err
-        assert err.startswith("python -m a2gluon.cli.check_records: error: ") and err.count("\n") == 1, err
+        assert err.startswith("a2gluon check-records: error: ") and err.count("\n") == 1, err
 
 
 def exit_code(argv):
@@ -287,7 +287,7 @@ def exit_code(argv):
 def test_cli_runs_as_a_module(damaged):
     rec, _ = damaged
     proc = subprocess.run(
-        [sys.executable, "-m", "a2gluon.cli.check_records", rec, "--deep", "--quiet", "--no-cache"],
+        [sys.executable, "-m", "a2gluon", "check-records", rec, "--deep", "--quiet", "--no-cache"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -316,7 +316,7 @@ def test_crash_messages_for_the_integrator():
     line = describe_crash("/data/val.rec", -8)
     assert line == (
         "the process was killed by SIGFPE inside MXNet's image decoder while reading /data/val.rec: "
-        "a damaged image; run `python -m a2gluon.cli.check_records /data/val.rec --deep`"
+        "a damaged image; run `a2gluon check-records /data/val.rec --deep`"
     )
     both = describe_crash(["a.rec", "b c.rec"])
     assert "SIGFPE/SIGSEGV" in both and "a.rec or b c.rec" in both and "'b c.rec' --deep" in both

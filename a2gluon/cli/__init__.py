@@ -1,1 +1,48 @@
-"""Command-line interfaces: argument parsing only, each a thin shell over the library layers."""
+"""The one door: `a2gluon CMD ...` (or `python -m a2gluon CMD ...`).  Argument parsing lives here
+only; each command is a thin function over the library layers.
+
+Every command module has ``main(argv=None, prog=...)`` returning an exit code: 0 done, 1 failed,
+2 bad input or usage, 128+N stopped by signal N.
+"""
+
+import importlib
+import sys
+
+# name -> (module in a2gluon.cli, one line for `a2gluon --help`)
+COMMANDS = {
+    "train": ("train", "train a model on ImageNet RecordIO (or synthetic) data"),
+    "eval": ("evaluate", "single centre-crop top-1/top-5 of a checkpoint, exported model or run"),
+    "export": ("export", "write symbol JSON + params (and ONNX) for deployment"),
+    "predict": ("predict", "top-k classes of image files with a trained or exported model"),
+    "profile": ("profile", "count a model's parameters and multiply-adds (the paper's tables)"),
+    "pack": ("pack", "pack ImageNet class folders into im2rec .rec/.idx/.lst records"),
+    "check-records": ("check_records", "check a .rec/.idx pair; --deep decodes every image"),
+    "digits": ("digits", "write scikit-learn's digit scans as ImageNet class folders (demo data)"),
+    "launch": ("launch", "run a command as a parameter-server job (scheduler, servers, workers)"),
+    "demo": ("demo", "the end-to-end demo on the bundled digits: pack, train, eval, export, predict"),
+}
+
+
+def usage():
+    width = max(map(len, COMMANDS))
+    lines = ["usage: a2gluon COMMAND [options]   (a2gluon COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from .. import __version__
+
+        print(f"a2gluon {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"a2gluon: error: unknown command {name!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+    return module.main(rest, prog=f"a2gluon {name}")

@@ -1,4 +1,4 @@
-"""python -m a2gluon.cli.check_records: check a .rec / .idx pair before training or evaluating on it.
+"""a2gluon check-records: check a .rec / .idx pair before training or evaluating on it.
 
 Without ``--deep``: the fast header check (:func:`a2gluon.data.check_records`: offsets, record
 headers, labels; seconds per million records) and a summary of images, classes and labels.
@@ -18,7 +18,7 @@ from ..data.pack import Terminated
 from ..data.pipeline import check_records
 from ..data.verify import MAX_SHOWN, clean_outputs, known_bad_records, verify_records, write_clean_records
 
-PROG = "python -m a2gluon.cli.check_records"
+PROG = "a2gluon check-records"
 SHOWN_LABELS = 20  # per-label counts are listed up to this many labels, else min / max
 
 
@@ -29,9 +29,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser():
+def build_parser(prog=PROG):
     p = _Parser(
-        prog=PROG,
+        prog=prog,
         description=(
             "Check an im2rec .rec/.idx pair: record headers and labels (fast), or with --deep "
             "decode every image as MXNet's pipelines do (a damaged image kills val_iter with SIGFPE)."
@@ -125,8 +125,8 @@ def run(args):
     return 1
 
 
-def main(argv=None):
-    parser = build_parser()
+def main(argv=None, prog=PROG):
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.write_clean and not args.deep:
         parser.error("--write-clean needs --deep (it leaves out the records the deep check finds)")
@@ -137,17 +137,17 @@ def main(argv=None):
     try:
         return run(args)
     except DataError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         where = f": {os.fsdecode(err.filename)}" if err.filename else ""
-        print(f"{PROG}: error: {err.strerror or err}{where}", file=sys.stderr)
+        print(f"{prog}: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
     except Terminated as stop:
-        print(f"{PROG}: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        print(f"{prog}: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
         return 128 + stop.signum
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -13,32 +13,34 @@ import mxnet as mx
 from tqdm import tqdm
 
 from ..data import check_records, folder_val_loader, read_classes, scan_image_folder, val_iter
+from ..data.pipeline import decode_image
 from ..data.verify import describe_crash, refuse_known_bad_records
 from ..deploy import load_gluon_model, load_symbol_model
 from ..deploy.command import run_command
 from ..deploy.export import check_input_shape
-from ..deploy.loading import ModelLoadError, meta_path
-from ..deploy.preprocess import ImageReadError, read_image
+from ..deploy.loading import ModelLoadError
 from ..engine import checkpoint
+from ..engine.checkpoint import meta_path
 from ..engine.devices import get_contexts, to_bfloat16
 from ..engine.evaluate import evaluate
+from ..engine.settings import DTYPES
 from ..errors import error_line, show_fatal_signals
 
-PROG = "eval_imagenet.py"
+PROG = "a2gluon eval"
 
 
 class EvalError(ModelLoadError):
     """Data and model do not fit together, or the arguments do not say what to score."""
 
 
-def build_parser():
+def build_parser(prog=PROG):
     p = argparse.ArgumentParser(
-        prog=PROG,
+        prog=prog,
         description="Single centre-crop top-1/top-5 accuracy of a model on ImageNet-style validation data.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     data = p.add_argument_group("data (RecordIO or an ImageNet folder)")
-    data.add_argument("--rec-val", help="validation .rec (python -m a2gluon.data.pack)")
+    data.add_argument("--rec-val", help="validation .rec (a2gluon pack)")
     data.add_argument("--rec-val-idx", help="validation .idx")
     data.add_argument("--data-dir", help="ImageNet layout folder: DATA_DIR/<class>/<image>")
     data.add_argument(
@@ -60,7 +62,7 @@ def build_parser():
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=32, help="images per device")
     run.add_argument("--num-gpus", type=int, default=0)
-    run.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    run.add_argument("--dtype", default="float32", choices=DTYPES)
     run.add_argument("--json-out", metavar="FILE", help="write the results as JSON")
     run.add_argument("--per-class", metavar="FILE.csv", help="write per-class accuracy")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -104,12 +106,9 @@ def decode_problem(path):
     """Why the image file `path` does not decode, or None when it does; the packer's rule (the
     bytes through OpenCV's imdecode, 3 channels) and its reason text."""
     try:
-        read_image(path)
-    except ImageReadError:
-        return "not a decodable image"
+        return None if decode_image(path)[1] is not None else "not a decodable image"
     except OSError as err:
         return error_line(err)
-    return None
 
 
 def undecodable_images(root, items, workers=1):
@@ -144,7 +143,7 @@ def read_data(args):
         )
     if skipped:  # reported as the packer reports them
         print(
-            f"{PROG}: skipped {len(skipped)} of {len(items)} images in {source} that do not decode "
+            f"{args.prog}: skipped {len(skipped)} of {len(items)} images in {source} that do not decode "
             "(the packer skips them too):",
             file=sys.stderr,
         )
@@ -298,7 +297,7 @@ def score_checkpoints(args, data, ctx):
             num_classes = class_count(loaded, data, args.num_classes is not None)
         except (ModelLoadError, checkpoint.CheckpointError, mx.base.MXNetError) as err:
             reason = error_line(err)
-            print(f"{PROG}: skipped {ck.params}: {reason}", file=sys.stderr)
+            print(f"{args.prog}: skipped {ck.params}: {reason}", file=sys.stderr)
             skipped.append({"checkpoint": ck.params, "reason": reason})
             continue
         result, _ = score(args, loaded, data, num_classes, ctx, ck.meta.get("input_size"))
@@ -346,12 +345,13 @@ def run(args):
     return 0
 
 
-def main(argv=None):
-    parser = build_parser()
+def main(argv=None, prog=PROG):
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
+    args.prog = prog
     check_usage(parser, args)
-    show_fatal_signals(f"{PROG}: error: {describe_crash(args.rec_val)}" if args.rec_val else None)
-    return run_command(PROG, run, args)
+    show_fatal_signals(f"{prog}: error: {describe_crash(args.rec_val)}" if args.rec_val else None)
+    return run_command(prog, run, args)
 
 
 if __name__ == "__main__":

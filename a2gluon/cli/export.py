@@ -1,4 +1,4 @@
-"""python -m a2gluon.export: write PREFIX-symbol.json + PREFIX-0000.params (and PREFIX.onnx)
+"""a2gluon export: write PREFIX-symbol.json + PREFIX-0000.params (and PREFIX.onnx)
 from trained Gluon params, with the model description and class list beside them."""
 
 import argparse
@@ -8,19 +8,19 @@ from ..deploy import export_model, load_gluon_model, model_input_shape, read_cla
 from ..deploy.command import run_command
 from ..deploy.export import check_prefix
 
-PROG = "python -m a2gluon.export"
+PROG = "a2gluon export"
 
 
-def build_parser():
+def build_parser(prog=PROG):
     p = argparse.ArgumentParser(
-        prog=PROG,
+        prog=prog,
         description="Export trained Gluon params to an MXNet symbol + params pair (read by "
         "mx.gluon.SymbolBlock.imports and mx.mod.Module.load without a2gluon) and, with --onnx, "
         "to ONNX.",
     )
     p.add_argument(
         "--model",
-        help="registry name (python -m a2gluon.profile --list); may be left out when the "
+        help="registry name (a2gluon profile --list); may be left out when the "
         "training meta JSON beside --params names it",
     )
     p.add_argument("--params", required=True, help="Gluon .params file (net.save_parameters)")
@@ -60,14 +60,14 @@ def run(args):
         print(f"{kind:8s} {path}")
 
 
-def main(argv=None):
-    parser = build_parser()
+def main(argv=None, prog=PROG):
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     for flag in ("num_classes", "input_size", "frames"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
-    return run_command(PROG, run, args)
+    return run_command(prog, run, args)
 
 
 if __name__ == "__main__":

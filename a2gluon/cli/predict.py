@@ -1,4 +1,4 @@
-"""python -m a2gluon.predict: top-k classes of images with a trained or exported model, using
+"""a2gluon predict: top-k classes of images with a trained or exported model, using
 the evaluation preprocessing."""
 
 import argparse
@@ -11,12 +11,12 @@ from ..deploy.loading import check_class_names
 from ..deploy.predict import format_predictions, predict_images
 from ..errors import show_fatal_signals
 
-PROG = "python -m a2gluon.predict"
+PROG = "a2gluon predict"
 
 
-def build_parser():
+def build_parser(prog=PROG):
     p = argparse.ArgumentParser(
-        prog=PROG,
+        prog=prog,
         description="Print each image's top-k class names with probabilities.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
@@ -48,9 +48,9 @@ def run(args):
     print(json.dumps(results, indent=1) if args.json else format_predictions(results))
 
 
-def main(argv=None):
+def main(argv=None, prog=PROG):
     show_fatal_signals()
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if bool(args.symbol) == bool(args.params):
         parser.error("give either --symbol PREFIX or --params FILE (with --model NAME)")
@@ -60,7 +60,7 @@ def main(argv=None):
         value = getattr(args, flag)
         if value is not None and value <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
-    return run_command(PROG, run, args)
+    return run_command(prog, run, args)
 
 
 if __name__ == "__main__":

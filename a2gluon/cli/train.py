@@ -1,4 +1,4 @@
-"""Command line of train_imagenet.py: flags named as Gluon-CV's ImageNet script names them."""
+"""a2gluon train (and train_imagenet.py): flags named as Gluon-CV's ImageNet script names them."""
 
 import argparse
 import os
@@ -6,20 +6,24 @@ import sys
 
 from ..data.verify import describe_crash
 from ..engine.schedule import MODES
-from ..engine.settings import ATTENTION_CHOICES, DTYPES, TrainSettings
+from ..engine.settings import DTYPES, TrainSettings
 from ..errors import show_fatal_signals
+from ..models.registry import ATTENTION_CHOICES
 
 D = TrainSettings()  # the defaults: one home, the settings themselves
 
 
-def build_parser():
+PROG = "a2gluon train"
+
+
+def build_parser(prog=PROG):
     p = argparse.ArgumentParser(
-        prog="train_imagenet.py",
+        prog=prog,
         description="Train an a2gluon model (e.g. a2_resnet50) on ImageNet RecordIO data.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     data = p.add_argument_group("data")
-    data.add_argument("--rec-train", help="training .rec (from python -m a2gluon.data.pack)")
+    data.add_argument("--rec-train", help="training .rec (from a2gluon pack)")
     data.add_argument("--rec-train-idx", help="training .idx")
     data.add_argument("--rec-val", help="validation .rec")
     data.add_argument("--rec-val-idx", help="validation .idx")
@@ -130,10 +134,11 @@ def _in_distributed_job(args):
     return "DMLC_ROLE" in os.environ or str(args.kvstore).lower() == "horovod"
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog=PROG):
+    args = build_parser(prog).parse_args(argv)
+    args.prog = prog
     records = [r for r in (args.rec_train, args.rec_val) if r and not args.synthetic]
-    show_fatal_signals(f"train_imagenet.py: error: {describe_crash(records)}" if records else None)
+    show_fatal_signals(f"{prog}: error: {describe_crash(records)}" if records else None)
     code = _train(args)
     if code and _in_distributed_job(args):
         # A failing worker of a parameter-server job blocks forever in the store's shutdown
@@ -156,16 +161,16 @@ def _train(args):
     except (TrainError, DataError, DeviceError, CheckpointError) as err:
         if args.debug:
             raise
-        print(f"train_imagenet.py: error: {err}", file=sys.stderr)
+        print(f"{args.prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("train_imagenet.py: interrupted twice; the last complete checkpoint is kept", file=sys.stderr)
+        print(f"{args.prog}: interrupted twice; the last complete checkpoint is kept", file=sys.stderr)
         return 130
     except Exception as err:  # an MXNet or system failure: one line, the traceback with --debug
         if args.debug:
             raise
         print(
-            f"train_imagenet.py: error: {error_line(err)} (run with --debug for the traceback)",
+            f"{args.prog}: error: {error_line(err)} (run with --debug for the traceback)",
             file=sys.stderr,
         )
         return 1

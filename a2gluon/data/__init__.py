@@ -2,8 +2,6 @@
 pipelines over them, record checks (headers, and a deep check that decodes every image),
 synthetic batches and the bundled digits demo dataset."""
 
-import warnings
-
 from .digits import make_digits_imagenet
 from .layout import DataError, read_classes, scan_image_folder
 from .pack import Terminated, pack
@@ -29,13 +27,6 @@ from .verify import (
     refuse_known_bad_records,
     verify_records,
     write_clean_records,
-)
-
-# `python -m a2gluon.data.pack` / `.digits` import this package, which has already imported
-# those modules to re-export their functions; runpy then warns that it runs a second copy as
-# __main__.  That is harmless here (the modules keep no state), so the warning is silenced.
-warnings.filterwarnings(
-    "ignore", message=r".*'a2gluon\.data\.(pack|digits)' found in sys\.modules", category=RuntimeWarning
 )
 
 __all__ = [

@@ -9,13 +9,11 @@ an RGB PNG, dark ink on white, upscaled to ``image_size`` with bicubic interpola
 
 with a stratified, seeded train/val split (file names are the scan's index in ``load_digits``).
 ``ROOT/digits.json`` records the settings; a second call with the same settings reuses the
-folders.  CLI: ``python -m a2gluon.data.digits ROOT [--image-size 32] [--val-fraction 0.2]``.
+folders.  CLI: ``a2gluon digits ROOT [--image-size 32] [--val-fraction 0.2]``.
 """
 
-import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import cv2
@@ -100,35 +98,3 @@ def make_digits_imagenet(root, image_size=32, val_fraction=0.2, seed=0, force=Fa
         json.dumps({"settings": settings, "counts": counts}, indent=1) + "\n", encoding="utf-8"
     )
     return dict(train=str(train_dir), val=str(val_dir), classes=list(CLASSES), counts=counts)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m a2gluon.data.digits",
-        description="Write scikit-learn's handwritten digits as ROOT/train and ROOT/val class folders.",
-    )
-    parser.add_argument("root")
-    parser.add_argument("--image-size", type=int, default=32, help="side in pixels (default 32)")
-    parser.add_argument(
-        "--val-fraction", type=float, default=0.2, help="share per class for val (default 0.2)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="rebuild existing train/ and val/")
-    args = parser.parse_args(argv)
-    try:
-        out = make_digits_imagenet(args.root, args.image_size, args.val_fraction, args.seed, args.force)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # e.g. no permission to write there
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(
-        f"wrote {sum(out['counts']['train'])} training and {sum(out['counts']['val'])} validation "
-        f"images of {len(out['classes'])} classes to {out['train']} and {out['val']}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

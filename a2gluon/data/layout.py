@@ -67,12 +67,37 @@ def read_classes(path):
     return classes
 
 
+def read_class_list(path):
+    """Class names in label order from a file a user gives: a ``.classes.json`` (or any JSON with
+    a "classes" list, or a plain JSON list) or a text file with one name per line."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(f"class list {path} does not exist; pass an existing --classes file")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read class list {path}: {err}") from None
+    if not path.endswith(".json"):
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise DataError(f"class list {path} is not valid JSON ({err})") from None
+    classes = data.get("classes") if isinstance(data, dict) else data
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise DataError(
+            f'class list {path} has no "classes" list of names; expected {{"classes": ["name", ...]}}'
+        )
+    return classes
+
+
 def write_classes(path, classes, **extra):
     """Write a ``.classes.json`` (schema in this module's docstring) to ``path``."""
     meta = {"format": CLASSES_FORMAT, "version": CLASSES_VERSION, "classes": list(classes)}
     meta["num_classes"] = len(meta["classes"])
     meta.update(extra)
     Path(path).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    return path
 
 
 def _is_hidden(name):

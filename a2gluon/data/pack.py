@@ -1,6 +1,6 @@
 """Pack an ImageNet-layout folder of images into im2rec-format ``.lst`` / ``.rec`` / ``.idx``.
 
-    python -m a2gluon.data.pack ROOT OUT_PREFIX [--resize 480] [--quality 95]
+    a2gluon pack ROOT OUT_PREFIX [--resize 480] [--quality 95]
         [--num-workers N] [--classes CLASSES.json] [--pass-through] [--force] [--quiet]
 
 Writes ``OUT_PREFIX.lst`` (``index<TAB>label<TAB>relative/path``, label printed as im2rec does,
@@ -22,20 +22,16 @@ earlier run (whose PID is gone) are removed by the next pack of the same prefix.
 outputs are kept unless ``--force``.
 """
 
-import argparse
 import contextlib
 import multiprocessing
 import os
 import re
 import signal
-import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
 import mxnet as mx
-import numpy as np
 
 from .layout import (
     DataError,
@@ -46,6 +42,7 @@ from .layout import (
     scan_image_folder,
     write_classes,
 )
+from .pipeline import decode_image, shorter_side_shape
 
 OUTPUT_SUFFIXES = (".lst", ".rec", ".idx", ".classes.json")
 
@@ -53,21 +50,17 @@ OUTPUT_SUFFIXES = (".lst", ".rec", ".idx", ".classes.json")
 def resize_shorter(img, size):
     """Resize ``img`` so that its shorter side is ``size`` (im2rec's rounding, bilinear)."""
     height, width = img.shape[:2]
-    if height > width:
-        new_size = (size, height * size // width)  # cv2 takes (width, height)
-    else:
-        new_size = (width * size // height, size)
-    if new_size == (width, height):
+    new_height, new_width = shorter_side_shape(height, width, size)
+    if (new_height, new_width) == (height, width):
         return img
-    return cv2.resize(img, new_size, interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(img, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
 
 
 def _encode(task):
     """Worker: (index, path, label, resize, quality, pass_through) -> (index, record, error)."""
     index, path, label, resize, quality, pass_through = task
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        data, img = decode_image(path)
         if img is None:
             return index, None, "not a decodable image"
         header = mx.recordio.IRHeader(0, float(label), index, 0)
@@ -362,91 +355,3 @@ def pack(
         "idx": str(outputs[".idx"]),
         "classes_json": str(outputs[".classes.json"]),
     }
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m a2gluon.data.pack",
-        description="Pack ROOT/<class>/<image> into OUT_PREFIX.lst/.rec/.idx/.classes.json (im2rec format).",
-    )
-    parser.add_argument("root", help="folder with one sub-folder of images per class")
-    parser.add_argument("out_prefix", help="output prefix: writes OUT_PREFIX.rec, .idx, .lst, .classes.json")
-    parser.add_argument(
-        "--resize", type=int, default=480, help="shorter side in pixels (default 480; 0 keeps the size)"
-    )
-    parser.add_argument("--quality", type=int, default=95, help="JPEG quality 1-100 (default 95)")
-    parser.add_argument(
-        "--num-workers",
-        type=int,
-        default=None,
-        help="decoding processes (default: all cores; 0 or 1 decodes in this process)",
-    )
-    parser.add_argument(
-        "--classes",
-        default=None,
-        help="a training set's OUT_PREFIX.classes.json whose labels to reuse (for validation sets)",
-    )
-    parser.add_argument(
-        "--pass-through",
-        action="store_true",
-        help="store the image files unchanged (with --resize 0), as im2rec's --pass-through",
-    )
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        summary = pack(
-            args.root,
-            args.out_prefix,
-            resize=args.resize,
-            quality=args.quality,
-            num_workers=args.num_workers,
-            classes=args.classes,
-            force=args.force,
-            progress=not args.quiet,
-            pass_through=args.pass_through,
-        )
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # unreadable folders, a full disk, ...: no output is left behind
-        print(f"error: {err}; no output written", file=sys.stderr)
-        return 1
-    except Terminated as stop:
-        done = "the outputs were complete" if stop.outputs_written else "no output written"
-        print(f"stopped by {signal.Signals(stop.signum).name}: {done}", file=sys.stderr)
-        return 128 + stop.signum
-    except KeyboardInterrupt:
-        print("interrupted: no output written", file=sys.stderr)
-        return 130
-    elapsed = time.perf_counter() - start
-    print(
-        f"packed {summary['images']} images of {len(summary['classes'])} classes into "
-        f"{summary['rec']} in {elapsed:.1f} s"
-    )
-    if summary["removed_stale"]:
-        print(
-            f"removed {len(summary['removed_stale'])} temporary files of an earlier pack that was killed",
-            file=sys.stderr,
-        )
-    if summary["skipped"]:
-        print(f"skipped {len(summary['skipped'])} images that cannot be packed:", file=sys.stderr)
-        for rel, reason in summary["skipped"]:
-            print(f"  {rel}: {reason}", file=sys.stderr)
-    if summary["empty_classes"]:
-        empty = summary["empty_classes"]
-        shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
-        print(
-            f"warning: {len(empty)} class folders gave no image ({shown}); they stay classes with 0 "
-            "images so that the labels keep the folder order",
-            file=sys.stderr,
-        )
-    if summary["ignored"]:
-        shown = ", ".join(summary["ignored"][:5]) + (" ..." if len(summary["ignored"]) > 5 else "")
-        print(f"ignored {len(summary['ignored'])} files that are not images: {shown}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

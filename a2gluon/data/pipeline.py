@@ -11,6 +11,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 
+import cv2
 import mxnet as mx
 import numpy as np
 
@@ -78,7 +79,7 @@ def read_index(idx):
 def _require_files(rec, idx):
     for path, what in ((rec, "record file"), (idx, "index")):
         if not os.path.isfile(path):
-            hint = "pack the images with `python -m a2gluon.data.pack ROOT PREFIX`"
+            hint = "pack the images with `a2gluon pack ROOT PREFIX`"
             if path == idx:
                 hint = "give --rec-*-idx / the .idx written with the .rec, or re-pack"
             raise DataError(f"{path}: {what} not found; {hint}")
@@ -379,6 +380,22 @@ def val_iter(
     return ValIter(mx.io.ImageRecordIter(**args), size, batch_size)
 
 
+def shorter_side_shape(height, width, size):
+    """(new height, new width) with the shorter side `size`, the other rounded down, as
+    ImageRecordIter's resize, Gluon's Resize(keep_ratio=True) and im2rec compute it."""
+    if height > width:
+        return height * size // width, size
+    return size, width * size // height
+
+
+def decode_image(path):
+    """(the file's bytes as a uint8 array, the BGR image, or None when it does not decode): the
+    packer's rule for what counts as an image (OpenCV's imdecode, 3 channels), which evaluation on
+    a folder and predict apply too."""
+    data = np.fromfile(path, dtype=np.uint8)
+    return data, (cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None)
+
+
 def resize_size(input_size, crop_ratio):
     """Shorter side before the centre crop: ceil(input_size / crop_ratio), 256 for 224 / 0.875."""
     if not 0 < crop_ratio <= 1:
@@ -482,7 +499,8 @@ def folder_val_loader(
     Yields ``(data, label)``: N x 3 x S x S float32 and N float32 labels; the last batch is
     simply smaller (no padding).  ``classes``: class names in label order (or the path of a
     ``.classes.json`` / ``.rec``) so that labels match a training set; by default the sorted
-    folder names.  ``exclude``: relative paths of images to leave out (labels do not change).  Returns ``(loader, class_names)``.  Transform: :func:`eval_transform`.
+    folder names.  ``exclude``: relative paths of images to leave out (labels do not change).
+    Returns ``(loader, class_names)``.  Transform: :func:`eval_transform`.
     """
     if isinstance(classes, (str, os.PathLike)):
         names = read_classes(classes)

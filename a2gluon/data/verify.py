@@ -37,7 +37,7 @@ An index that merely leaves the bad records out does not help: MXNet reads each 
 record as the bytes up to the next indexed offset, so the left-out record is read (and
 crashes the decoder) all the same.
 
-Command line: ``python -m a2gluon.cli.check_records REC --deep``.
+Command line: ``a2gluon check-records REC --deep``.
 """
 
 import concurrent.futures
@@ -75,7 +75,7 @@ __all__ = [
     "write_clean_records",
 ]
 
-CHECK_COMMAND = "python -m a2gluon.cli.check_records"
+CHECK_COMMAND = "a2gluon check-records"
 CACHE_SUFFIX = ".verified.json"
 CACHE_FORMAT = "a2gluon.verified"
 CACHE_VERSION = 1  # bump when the check changes, so that older verdicts are not trusted
@@ -99,7 +99,7 @@ UNDECODABLE = (
 EMPTY_IMAGE = "the record holds no image bytes"
 CRASHED = "crashed the decoder ({how})"
 ADVICE = (
-    "re-pack the images (python -m a2gluon.data.pack skips images that do not decode), or copy the other "
+    "re-pack the images (a2gluon pack skips images that do not decode), or copy the other "
     "records: {command} {rec} --deep --write-clean NEW_PREFIX"
 )
 

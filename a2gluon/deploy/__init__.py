@@ -10,9 +10,8 @@ from .loading import (
     module_params,
     read_class_names,
     read_meta,
-    write_class_names,
 )
-from .preprocess import ImageReadError, load_batch, preprocess, read_image
+from .preprocess import ImageReadError, load_batch, read_image
 
 __all__ = [
     "ExportError",
@@ -26,9 +25,7 @@ __all__ = [
     "load_symbol_model",
     "module_params",
     "model_input_shape",
-    "preprocess",
     "read_class_names",
     "read_image",
     "read_meta",
-    "write_class_names",
 ]

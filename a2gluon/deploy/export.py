@@ -11,8 +11,9 @@ import warnings
 
 import mxnet as mx
 
-from ..profile import default_input_shape
-from .loading import ModelLoadError, check_class_names, write_class_names
+from ..data.layout import write_classes
+from ..models import default_input_shape
+from .loading import ModelLoadError, check_class_names
 
 # The networks downsample by 32; below that the last stages see less than one pixel.
 MIN_INPUT_SIZE = 32
@@ -181,7 +182,7 @@ def export_model(loaded, prefix, input_shape, classes=None, onnx=False, epoch=0,
             f.write("\n")
         if classes is not None:
             with _writing(files["classes"]):
-                write_class_names(tmp["classes"], classes)
+                write_classes(tmp["classes"], classes)
         if onnx:
             from .onnx_export import OnnxExportError, export_onnx
 

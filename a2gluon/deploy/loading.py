@@ -2,13 +2,15 @@
 exported PREFIX-symbol.json / PREFIX-EEEE.params, and class-name lists.  Every failure is a
 ModelLoadError whose message is one line saying what is wrong and what to do."""
 
-import json
 import os
 import warnings
 from dataclasses import dataclass, field
 
 import mxnet as mx
 
+from ..data.layout import DataError, read_class_list
+from ..engine import checkpoint
+from ..engine.checkpoint import CheckpointError, meta_path
 from ..models import get_model
 
 
@@ -47,59 +49,20 @@ def build_model(model, classes=1000, **kwargs):
         raise ModelLoadError(f"cannot build model {model!r}: {err}") from None
 
 
-def meta_path(params):
-    """The trainer's meta JSON beside a params file: same stem, `.json`."""
-    stem = params[: -len(".params")] if params.endswith(".params") else params
-    return stem + ".json"
-
-
 def read_meta(params):
     """The meta JSON beside `params` as a dict, or None when there is none."""
-    path = meta_path(params)
-    if not os.path.isfile(path):
-        return None
     try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(
-            f"cannot read the model description {path}: {err}; fix or delete that file"
-        ) from None
-    if not isinstance(meta, dict):
-        raise ModelLoadError(f"{path} is not a model description (a JSON object); fix or delete it")
-    return meta
+        return checkpoint.read_meta(params)
+    except CheckpointError as err:
+        raise ModelLoadError(f"{err}; fix or delete that file") from None
 
 
 def read_class_names(path):
-    """Class names in label order from a JSON file ({"classes": [...]} as the data packer and
-    export write it, or a plain list) or a text file with one name per line."""
-    if not os.path.isfile(path):
-        raise ModelLoadError(f"class list {path} does not exist; pass an existing --classes file")
+    """Class names in label order from a --classes file (see a2gluon.data.layout.read_class_list)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ModelLoadError(f"cannot read class list {path}: {err}") from None
-    if path.endswith(".json"):
-        try:
-            data = json.loads(text)
-        except ValueError as err:
-            raise ModelLoadError(f"class list {path} is not valid JSON ({err})") from None
-        classes = data.get("classes") if isinstance(data, dict) else data
-        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-            raise ModelLoadError(
-                f'class list {path} has no "classes" list of names; expected {{"classes": ["name", ...]}}'
-            )
-        return classes
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def write_class_names(path, classes):
-    """Write `classes` as {"classes": [...]} (the data packer's schema)."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump({"classes": list(classes)}, f, indent=1)
-        f.write("\n")
-    return path
+        return read_class_list(path)
+    except DataError as err:
+        raise ModelLoadError(str(err)) from None
 
 
 def check_class_names(classes, num_classes, source):
@@ -276,7 +239,7 @@ def load_symbol_model(prefix, epoch=0, ctx=None):
     if not os.path.isfile(sym_file):
         raise ModelLoadError(
             f"{sym_file} does not exist: {prefix!r} is not an exported model prefix; export one "
-            "with python -m a2gluon.export, or use --model NAME --params FILE for Gluon params"
+            "with a2gluon export, or use --model NAME --params FILE for Gluon params"
         )
     try:
         sym = mx.sym.load(sym_file)

@@ -4,7 +4,7 @@ top-k class names with probabilities."""
 import mxnet as mx
 import numpy as np
 
-from ..profile import default_input_shape
+from ..models import model_spec
 from .export import ExportError, check_input_shape
 from .loading import ModelLoadError
 from .preprocess import load_batch
@@ -14,7 +14,7 @@ def is_video_model(loaded):
     """True when `loaded` takes clips (C x T x H x W) rather than images."""
     if loaded.input_shape is not None:
         return len(loaded.input_shape) == 4
-    return loaded.model is not None and len(default_input_shape(loaded.model)) == 4
+    return loaded.model is not None and model_spec(loaded.model).is_video
 
 
 def class_name(classes, index):
@@ -38,7 +38,7 @@ def predict_images(loaded, paths, input_size=None, topk=5, batch_size=8, ctx=Non
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
-        batch = mx.nd.array(load_batch(chunk, input_size), ctx=ctx)
+        batch = load_batch(chunk, input_size).as_in_context(ctx)
         logits = loaded.net(batch)
         probs = mx.nd.softmax(logits, axis=-1).asnumpy()
         if loaded.classes is not None and probs.shape[1] != len(loaded.classes):

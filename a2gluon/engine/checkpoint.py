@@ -151,17 +151,30 @@ def save_best(save_dir, model, checkpoint):
     write_json(base + ".json", dict(checkpoint.meta, best_of=os.path.basename(checkpoint.stem)))
 
 
+def meta_path(path):
+    """The meta JSON of a checkpoint or exported model: `path` (its .params, .json or stem)
+    with the extension .json."""
+    path = os.fspath(path)
+    for suffix in (".params", ".json"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    return path + ".json"
+
+
 def read_meta(path):
-    """The JSON meta of a checkpoint (`path` = its .json, .params or stem), or None."""
-    base = path[: -len(".params")] if path.endswith(".params") else path
-    base = base[: -len(".json")] if base.endswith(".json") else base
+    """The JSON meta (a dict) of a checkpoint (`path` = its .json, .params or stem), or None when
+    there is none; CheckpointError when it is not a readable JSON object."""
+    json_path = meta_path(path)
     try:
-        with open(base + ".json") as f:
-            return json.load(f)
+        with open(json_path, encoding="utf-8") as f:
+            meta = json.load(f)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise CheckpointError(f"{base}.json is not a readable checkpoint description ({err})") from None
+        raise CheckpointError(f"{json_path} is not a readable checkpoint description ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{json_path} is not a checkpoint description (a JSON object)")
+    return meta
 
 
 def list_checkpoints(save_dir, model=None):
@@ -180,8 +193,6 @@ def list_checkpoints(save_dir, model=None):
             continue
         try:
             meta, error = read_meta(base), None
-            if not isinstance(meta, dict):
-                meta, error = None, f"{base}.json is not a checkpoint description (a JSON object)"
         except CheckpointError as err:
             meta, error = None, str(err)
         found.append(Checkpoint(base, int(match["epoch"]), int(match["batch"] or 0), meta, error))

@@ -9,7 +9,7 @@ import mxnet as mx
 MAX_COMPUTE_CAPABILITY = (8, 6)
 ONNX_HINT = (
     "MXNet 1.9.1 has no kernels for compute capability {cap} ({name}); train on an older GPU "
-    "(sm_50-sm_86) or on CPU, and for inference export to ONNX (python -m a2gluon.export "
+    "(sm_50-sm_86) or on CPU, and for inference export to ONNX (a2gluon export "
     "--onnx) and run it with onnxruntime-gpu"
 )
 

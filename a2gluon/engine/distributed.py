@@ -4,7 +4,7 @@ One call chain for every mode:
 
     kv, info = create_kvstore(kvstore_name, num_devices)
     trainer = make_trainer(net.collect_params(), "sgd", {"learning_rate": lr}, kv, info)
-    num_parts, part_index = shard(info)          # for the data iterators
+    # data: part info.rank of info.num_workers
     ...
     trainer.step(batch_size)                     # batch_size = samples on THIS worker
 
@@ -17,7 +17,7 @@ caller. The optimizer runs on the workers (`update_on_kvstore=False`) so that th
 set the learning rate every step, except with `dist_async`, where Gluon requires the servers
 to update.
 
-Processes are started by `python -m a2gluon.launch` (parameter server) or `horovodrun`.
+Processes are started by `a2gluon launch` (parameter server) or `horovodrun`.
 """
 
 import os
@@ -52,15 +52,6 @@ class DistInfo:
     is_horovod: bool
     update_on_kvstore: bool
     local_rank: int = 0  # Horovod: the rank on this machine (which GPU to use); 0 otherwise
-
-    @property
-    def is_distributed(self):
-        return self.num_workers > 1 or self.kvstore_name.startswith("dist") or self.is_horovod
-
-    @property
-    def is_master(self):
-        """Whether this process should write logs and checkpoints (rank 0)."""
-        return self.rank == 0
 
 
 def _import_horovod():
@@ -119,7 +110,7 @@ def create_kvstore(name, num_devices, contexts=None):
         if os.environ.get("DMLC_ROLE") == "worker":
             raise ValueError(
                 f"this process is a worker of a parameter-server job (started by "
-                f"python -m a2gluon.launch) but the kvstore is {key!r}: every worker would train "
+                f"a2gluon launch) but the kvstore is {key!r}: every worker would train "
                 "alone into the same files; add --kvstore dist_sync (or dist_device_sync)"
             )
         kv = mx.kv.create(key) if num_devices > 1 else None
@@ -128,7 +119,7 @@ def create_kvstore(name, num_devices, contexts=None):
     if "DMLC_ROLE" not in os.environ:
         raise RuntimeError(
             f"kvstore {key!r} needs a parameter-server job: start this command with "
-            "python -m a2gluon.launch -n WORKERS -s SERVERS -- COMMAND"
+            "a2gluon launch -n WORKERS -s SERVERS -- COMMAND"
         )
     kv = mx.kv.create(key)
     # Gluon refuses update_on_kvstore=False with an asynchronous store.
@@ -226,11 +217,6 @@ class StopVote:
             self._kv.pushpull(STOP_KEY, vote, out=total)
             return total.asscalar() > 0
         return bool(asked)
-
-
-def shard(info):
-    """(num_parts, part_index) for this worker's share of the data."""
-    return info.num_workers, info.rank
 
 
 def barrier(kv, info):

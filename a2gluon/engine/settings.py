@@ -4,12 +4,11 @@ command-line flags (and the recipe files' keys) name them, checked before any wo
 import dataclasses
 from dataclasses import dataclass
 
+from ..models.registry import ATTENTION_CHOICES, model_options
 from .distributed import KVSTORES
 from .schedule import MODES, parse_decay_epochs
 
 DTYPES = ("float32", "float16", "bfloat16")
-# The values of --attention: a block kind, or "none" for a network without attention blocks.
-ATTENTION_CHOICES = ("a2", "nonlocal", "none")
 # Settings that define the network: a checkpoint only resumes into the same ones.
 MODEL_SETTINGS = ("model", "attention", "blocks", "reduction", "num_classes")
 
@@ -87,20 +86,8 @@ class TrainSettings:
         return self.mixup_off_epoch or self.num_epochs
 
     def model_kwargs(self):
-        """get_model keyword arguments; --attention none means no attention blocks on every model
-        (also those built with blocks by default)."""
-        kwargs = {}
-        if self.attention == "none":
-            kwargs.update(attention=None, blocks=None)
-        elif self.attention:
-            kwargs["attention"] = self.attention
-        if self.blocks:
-            kwargs["blocks"] = self.blocks
-        if self.reduction:
-            kwargs["reduction"] = self.reduction
-        if self.last_gamma:
-            kwargs["last_gamma"] = True
-        return kwargs
+        """get_model keyword arguments (see a2gluon.models.model_options)."""
+        return model_options(self.attention, self.blocks, self.reduction, self.last_gamma)
 
     def check(self):
         """Raise TrainError for an impossible setting (one line: the flag, the range, the value)."""

@@ -1,7 +1,7 @@
 """The paper's networks: the image ResNet-50 (with and without its five A^2 blocks), 2-D
 ResNet-26, and the video ResNet-26/29/50 of its Table 1."""
 
-from .registry import register
+from .registry import CLIP_8x224, CLIP_16x112, register
 from .resnet import ResNet, Stage, Stem
 
 # --- image networks --------------------------------------------------------------------------
@@ -22,7 +22,6 @@ RESNET26_STAGES = (
     Stage("conv4", 2, 128, 512),
     Stage("conv5", 2, 256, 1024),
 )
-RESNET29_STAGES = RESNET26_STAGES[:2] + (Stage("conv4", 3, 128, 512),) + RESNET26_STAGES[3:]
 # ResNet-26/29 stages have two or three units: one block after the second unit of conv3 and of
 # conv4 (the paper's ablation place, "after the second residual unit" of a stage).
 SMALL_BLOCKS = ("conv3:2", "conv4:2")
@@ -130,74 +129,63 @@ RESNET50_3D_STAGES = (
 )
 
 
-def _video(stem, stages, default_blocks, classes, attention, blocks, reduction, **kwargs):
+@register(input_shape=CLIP_16x112)
+def resnet26_3d(classes=1000, attention=None, blocks=None, reduction=4, **kwargs):
+    """The paper's video ResNet-26 (Table 1), input 3 x 16 x 112 x 112: stem 3x5x5, 16
+    channels, stride (1,2,2); two units per stage; 8 x 7 x 7 before pooling."""
     return ResNet(
-        stem,
-        stages,
+        Stem(16, kernel=5, temporal_kernel=3, maxpool=False),
+        RESNET26_3D_STAGES,
         dims=3,
         classes=classes,
         attention=attention,
         blocks=blocks,
-        default_blocks=default_blocks,
+        default_blocks=SMALL_BLOCKS,
         reduction=reduction,
         **kwargs,
     )
 
 
-@register
-def resnet26_3d(classes=1000, attention=None, blocks=None, reduction=4, **kwargs):
-    """The paper's video ResNet-26 (Table 1), input 3 x 16 x 112 x 112: stem 3x5x5, 16
-    channels, stride (1,2,2); two units per stage; 8 x 7 x 7 before pooling."""
-    return _video(
-        Stem(16, kernel=5, temporal_kernel=3, maxpool=False),
-        RESNET26_3D_STAGES,
-        SMALL_BLOCKS,
-        classes,
-        attention,
-        blocks,
-        reduction,
-        **kwargs,
-    )
-
-
-@register
+@register(input_shape=CLIP_16x112)
 def a2_resnet26_3d(classes=1000, attention="a2", blocks=SMALL_BLOCKS, reduction=4, **kwargs):
     """resnet26_3d with A^2 blocks after the second unit of conv3 and conv4 (m = n = c/4)."""
     return resnet26_3d(classes=classes, attention=attention, blocks=blocks, reduction=reduction, **kwargs)
 
 
-@register
+@register(input_shape=CLIP_16x112)
 def resnet29_3d(classes=1000, attention=None, blocks=None, reduction=4, **kwargs):
     """The paper's video ResNet-29: ResNet-26 with three units in conv4."""
-    return _video(
+    return ResNet(
         Stem(16, kernel=5, temporal_kernel=3, maxpool=False),
         RESNET29_3D_STAGES,
-        SMALL_BLOCKS,
-        classes,
-        attention,
-        blocks,
-        reduction,
+        dims=3,
+        classes=classes,
+        attention=attention,
+        blocks=blocks,
+        default_blocks=SMALL_BLOCKS,
+        reduction=reduction,
         **kwargs,
     )
 
 
-@register
+@register(input_shape=CLIP_8x224)
 def resnet50_3d(classes=1000, attention=None, blocks=None, reduction=4, **kwargs):
     """The paper's video ResNet-50, input 3 x 8 x 224 x 224: stem 3x5x5, 32 channels, stride
     (1,2,2), max pooling 1x3x3 stride (1,2,2); units 3-4-6-3; 4 x 7 x 7 before pooling."""
-    return _video(
+    return ResNet(
         Stem(32, kernel=5, temporal_kernel=3, maxpool=True),
         RESNET50_3D_STAGES,
-        A2_RESNET50_BLOCKS,
-        classes,
-        attention,
-        blocks,
-        reduction,
+        dims=3,
+        classes=classes,
+        attention=attention,
+        blocks=blocks,
+        default_blocks=A2_RESNET50_BLOCKS,
+        reduction=reduction,
         **kwargs,
     )
 
 
-@register
+@register(input_shape=CLIP_8x224)
 def a2_resnet50_3d(
     classes=1000,
     attention="a2",

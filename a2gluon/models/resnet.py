@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from mxnet.gluon import nn
 
-from ..nn import make_attention
+from ..nn import ATTENTIONS, make_attention
 from ..nn._common import _CONV
 
 _BN_KW = {"epsilon": 1e-5, "momentum": 0.9}
@@ -67,8 +67,9 @@ def check_attention(attention, blocks, default_blocks, stages):
         if blocks:
             raise ValueError("blocks= places attention blocks: give attention='a2' or 'nonlocal' too")
         return []
-    if attention not in ("a2", "nonlocal"):
-        raise ValueError(f"attention must be None, 'a2' or 'nonlocal', got {attention!r}")
+    if attention not in ATTENTIONS:
+        *first, last = (repr(k) for k in ATTENTIONS)
+        raise ValueError(f"attention must be None, {', '.join(first)} or {last}, got {attention!r}")
     return parse_blocks(default_blocks if blocks is None else blocks, stages)
 
 

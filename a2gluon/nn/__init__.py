@@ -3,7 +3,7 @@
 from .double_attention import ASSOCIATIONS, DoubleAttention
 from .non_local import NonLocal
 
-__all__ = ["ASSOCIATIONS", "DoubleAttention", "NonLocal", "make_attention"]
+__all__ = ["ASSOCIATIONS", "ATTENTIONS", "DoubleAttention", "NonLocal", "make_attention"]
 
 ATTENTIONS = {"a2": DoubleAttention, "nonlocal": NonLocal}
 

@@ -6,7 +6,7 @@ recipe: the same commands work on ImageNet with other paths and sizes.  The data
 scikit-learn's bundled handwritten digits (1797 real 8 x 8 scans, 10 classes), laid out as
 ImageNet class folders; nothing is downloaded.
 
-python -m a2gluon.demo [--out runs/demo] [--epochs 6] [--input-size 32]
+a2gluon demo [--out runs/demo] [--epochs 6] [--input-size 32]
 """
 
 import argparse
@@ -18,7 +18,8 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROG = "a2gluon demo"
 
 
 def step(title, cmd, log=None):
@@ -41,7 +42,7 @@ def step(title, cmd, log=None):
 
 def gpus_for_training():
     """1 when MXNet can train on a GPU here, else 0 (CPU)."""
-    from .engine.devices import DeviceError, get_contexts
+    from ..engine.devices import DeviceError, get_contexts
 
     try:
         get_contexts(1)
@@ -50,8 +51,10 @@ def gpus_for_training():
     return 1
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, prog=PROG):
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "demo"), help="where everything is written")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--input-size", type=int, default=32)
@@ -70,15 +73,15 @@ def main(argv=None):
         shutil.rmtree(run)  # the demo's own previous run; a fresh one each time
     os.makedirs(records, exist_ok=True)
 
-    step("1. a dataset of real images in ImageNet layout", [py, "-m", "a2gluon.data.digits", data])
+    step("1. a dataset of real images in ImageNet layout", [py, "-m", "a2gluon", "digits", data])
     size = str(args.input_size)
     step(
         "2. pack the training images (im2rec format)",
-        [py, "-m", "a2gluon.data.pack", f"{data}/train", f"{records}/train", "--resize", size, "--force"],
+        [py, "-m", "a2gluon", "pack", f"{data}/train", f"{records}/train", "--resize", size, "--force"],
     )
     step(
         "   pack the validation images with the training classes",
-        [py, "-m", "a2gluon.data.pack", f"{data}/val", f"{records}/val", "--resize", size, "--force"]
+        [py, "-m", "a2gluon", "pack", f"{data}/val", f"{records}/val", "--resize", size, "--force"]
         + ["--classes", f"{records}/train.classes.json"],
     )
     gpus = gpus_for_training()
@@ -108,7 +111,7 @@ def main(argv=None):
     prefix = os.path.join(export, args.model)
     step(
         "5. export symbol + params and ONNX",
-        [py, "-m", "a2gluon.export", "--params", best, "--out", prefix, "--onnx", "--force"],
+        [py, "-m", "a2gluon", "export", "--params", best, "--out", prefix, "--onnx", "--force"],
     )
     image = sorted(
         os.path.join(f"{data}/val/digit7", f)
@@ -117,7 +120,7 @@ def main(argv=None):
     )[0]
     step(
         "6. predict one image with the exported model",
-        [py, "-m", "a2gluon.predict", image, "--symbol", prefix, "--topk", "3"],
+        [py, "-m", "a2gluon", "predict", image, "--symbol", prefix, "--topk", "3"],
     )
 
     with open(result_json) as f:

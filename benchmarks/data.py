@@ -1,79 +1,46 @@
 """Throughput of the training input pipelines against what one CPU training step consumes.
 
-Builds a synthetic-but-realistic JPEG set: ``--images`` (default 500) random crops of
-scikit-learn's two bundled photographs (``load_sample_images``: china.jpg and flower.jpg,
-427 x 640), randomly flipped and tinted, resized to 500 x 375 or 375 x 500 (the typical ImageNet
-size) and saved at JPEG quality 90, in two class folders; then packs them with
-``a2gluon.data.pack`` (``--resize 0``, quality 95) into a temporary directory.
+Training input pipelines (decode + augment to 224×224, colour jitter 0.4, PCA lighting 0.1) on
+JPEGs of 500×375 / 375×500 cut from scikit-learn's sample photographs, packed with
+`a2gluon.data.pack --resize 0`. ImageRecordIter is `a2gluon.data.train_iter`; the DataLoader
+reads the same records (`ImageRecordDataset`) with Gluon-CV's training transforms
+(RandomResizedCrop, flip, colour jitter, lighting, ToTensor, Normalize).
 
-Measures, each case in a fresh worker process (this script with ``--worker``), ``--rounds``
-times:
+- **images/s**: median over fresh processes (OMP_NUM_THREADS=1) of the images/s of the timed
+  batches after the untimed ones (start-up, prefetch buffers drained).
+- **per CPU core**: images per CPU-second spent by all of the row's processes (main and
+  workers) in the timed window.
+- **ImageRecordIter threads**: MXNet 1.9.1 caps `preprocess_threads` at max(cores / 2 − 1, 1),
+  assuming hyper-threads (`iter_image_recordio_2.cc`): 1 on 2 cores, 3 on 8, 31 on 64.
+- **training**: a2_resnet26, hybridized, 224×224, forward + backward + SGD update (momentum) on
+  random data, all the cores: the images/s one training step consumes.
 
-* ``ImageRecordIter`` (``a2gluon.data.train_iter``) with ``preprocess_threads`` 1 and 2 (MXNet
-  1.9.1 caps it at max(cores / 2 - 1, 1): a 2-core machine decodes with one thread either way);
-* a Gluon ``DataLoader`` over ``ImageRecordDataset`` (the same records) with Gluon-CV's training
-  transforms (RandomResizedCrop(224), RandomFlipLeftRight, RandomColorJitter(0.4, 0.4, 0.4),
-  RandomLighting(0.1), ToTensor, Normalize, as in Gluon-CV's ``train_imagenet.py``) with
-  ``num_workers`` 0, 1 and 2.
-
-Both decode and augment at 224 x 224 with the same jitter (0.4) and lighting (0.1), batch
-``--batch-size`` (default 16).  After ``--skip`` batches (start-up, and the prefetch buffers
-drained to their steady state) the next ``--batches`` are timed: images/s.  "Per core" divides
-by the CPU time that all the case's processes (main and workers, from /proc) spent in that
-window, i.e. images per CPU-second, so it does not depend on how many cores were free.
-
-Then one training step of ``a2_resnet26`` (hybridized with static_alloc/static_shape, batch 16 at
-224, softmax cross-entropy, SGD with momentum, forward + backward + update on random data) is
-timed the same way (``--train-rounds`` fresh processes, ``--train-warmup`` untimed and
-``--train-steps`` timed steps each, OMP_NUM_THREADS = all cores): the images/s the model consumes.
-Reported are medians over all timed batches / steps of all rounds.
-
-Data cases run with OMP_NUM_THREADS=1 (the decoding threads or worker processes are the
-parallelism being measured); all workers get OMP_WAIT_POLICY=PASSIVE (as benchmarks/block.py).
-The load average before and after is recorded: other processes on the machine distort timings.
-
-Writes <out>/data.json and <out>/data.md and prints the Markdown table.
-
-Usage: python benchmarks/data.py [--images N] [--rounds N] [--batches N] [--skip N]
-       [--train-rounds N] [--train-steps N] [--out benchmarks/results]
+Usage: python benchmarks/data.py [--quick] [--images N] [--rounds N] [--batches N] [--skip N]
+       [--train-rounds N] [--train-steps N] [--train-batch N] [--cases ...] [--out DIR] [--render]
 """
 
-import argparse
-import json
 import os
-import platform
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import cpu_model
+import _harness as h
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-INPUT_SIZE = 224
-JITTER = 0.4
-LIGHTING = 0.1
+INPUT_SIZE, JITTER, LIGHTING = 224, 0.4, 0.1
 TRAIN_MODEL = "a2_resnet26"
-TRAIN_BATCH = 16
-
-CASES = {
-    "recorditer-1": {"label": "ImageRecordIter", "kind": "recorditer", "workers": 1},
-    "recorditer-2": {"label": "ImageRecordIter", "kind": "recorditer", "workers": 2},
-    "dataloader-0": {"label": "Gluon DataLoader + Gluon-CV transforms", "kind": "dataloader", "workers": 0},
-    "dataloader-1": {"label": "Gluon DataLoader + Gluon-CV transforms", "kind": "dataloader", "workers": 1},
-    "dataloader-2": {"label": "Gluon DataLoader + Gluon-CV transforms", "kind": "dataloader", "workers": 2},
-}
+LABELS = {"recorditer": "ImageRecordIter", "dataloader": "Gluon DataLoader + Gluon-CV transforms"}
+CASES = {f"recorditer-{n}": ("recorditer", n) for n in (1, 2)}
+CASES.update({f"dataloader-{n}": ("dataloader", n) for n in (0, 1, 2)})
 
 
-def make_images(folder, count, seed=0):
-    """`count` JPEGs of 500 x 375 / 375 x 500 cut from scikit-learn's two sample photographs."""
+def make_records(folder, count, seed=0):
+    """`count` JPEGs of 500 x 375 / 375 x 500 cut from scikit-learn's two sample photographs, in
+    two class folders under folder/images, packed into folder/train.rec (+ .idx); the prefix."""
     import cv2
     import numpy as np
     from sklearn.datasets import load_sample_images
+
+    from a2gluon.data import pack
 
     photos = [img[:, :, ::-1] for img in load_sample_images().images]  # RGB -> BGR for OpenCV
     rng = np.random.RandomState(seed)
@@ -89,14 +56,15 @@ def make_images(folder, count, seed=0):
         size = (500, 375) if rng.rand() < 0.75 else (375, 500)  # (width, height)
         img = cv2.resize(np.ascontiguousarray(img), size, interpolation=cv2.INTER_AREA)
         img = np.clip(img * rng.uniform(0.8, 1.2, size=3), 0, 255).astype(np.uint8)
-        target = folder / f"class{index % 2}" / f"{index:04d}.jpg"
+        target = Path(folder) / "images" / f"class{index % 2}" / f"{index:04d}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(target), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    pack(Path(folder) / "images", Path(folder) / "train", resize=0, quality=95, progress=False, num_workers=1)
+    return str(Path(folder) / "train")
 
 
 def cpu_seconds(pids):
     """User + system CPU seconds of the processes `pids` so far (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for pid in pids:
         try:
@@ -104,95 +72,70 @@ def cpu_seconds(pids):
                 fields = handle.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     return total
 
 
-def data_worker(case, prefix, batch_size, skip, batches):
-    """Time one pipeline case in this process; print a JSON line."""
+def batches(kind, workers, prefix, batch_size):
+    """An endless stream of augmented batches from one pipeline, and its processes' ids."""
     import mxnet as mx
+    from mxnet.gluon.data.vision import ImageRecordDataset, transforms
 
-    sys.path.insert(0, str(ROOT))
     from a2gluon.data import MEAN_RGB, STD_RGB, train_iter
 
-    cfg = CASES[case]
-    rec, idx = prefix + ".rec", prefix + ".idx"
-    pids = [os.getpid()]
-    if cfg["kind"] == "recorditer":
-        it = train_iter(
-            rec,
-            idx,
-            batch_size,
-            input_size=INPUT_SIZE,
-            jitter=JITTER,
-            pca_noise=LIGHTING,
-            num_workers=cfg["workers"],
-        )
-
-        def batch_stream():
-            while True:
-                try:
-                    yield it.next().data[0]
-                except StopIteration:
-                    it.reset()
-    else:
-        from mxnet.gluon.data.vision import ImageRecordDataset, transforms
-
-        transform = transforms.Compose(
-            [
-                transforms.RandomResizedCrop(INPUT_SIZE),
-                transforms.RandomFlipLeftRight(),
-                transforms.RandomColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER),
-                transforms.RandomLighting(LIGHTING),
-                transforms.ToTensor(),
-                transforms.Normalize([m / 255 for m in MEAN_RGB], [s / 255 for s in STD_RGB]),
-            ]
-        )
-        dataset = ImageRecordDataset(rec).transform_first(transform)
-        loader = mx.gluon.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=True, last_batch="discard", num_workers=cfg["workers"]
-        )
-        pool = getattr(loader, "_worker_pool", None)
-        pids += [p.pid for p in getattr(pool, "_pool", [])]
-
-        def batch_stream():
-            while True:
-                for data, _ in loader:
-                    yield data
-
-    stream = batch_stream()
-    for _ in range(skip):
-        next(stream).wait_to_read()
-    times = []
-    cpu_start, wall_start = cpu_seconds(pids), time.perf_counter()
-    for _ in range(batches):
-        start = time.perf_counter()
-        next(stream).wait_to_read()
-        times.append(time.perf_counter() - start)
-    wall = time.perf_counter() - wall_start
-    cpu = cpu_seconds(pids) - cpu_start
-    images = batches * batch_size
-    print(
-        json.dumps(
-            {
-                "case": case,
-                "images_per_s": images / wall,
-                "images_per_cpu_s": images / cpu if cpu > 0 else None,
-                "cpu_s": cpu,
-                "wall_s": wall,
-                "batch_ms": [t * 1e3 for t in times],
-                "processes": len(pids),
-            }
-        )
+    if kind == "recorditer":
+        it = train_iter(prefix + ".rec", prefix + ".idx", batch_size, input_size=INPUT_SIZE, jitter=JITTER,
+                        pca_noise=LIGHTING, num_workers=workers)  # fmt: skip
+        while True:
+            try:
+                yield it.next().data[0], [os.getpid()]
+            except StopIteration:
+                it.reset()
+    augment = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(INPUT_SIZE),
+            transforms.RandomFlipLeftRight(),
+            transforms.RandomColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER),
+            transforms.RandomLighting(LIGHTING),
+            transforms.ToTensor(),
+            transforms.Normalize([m / 255 for m in MEAN_RGB], [s / 255 for s in STD_RGB]),
+        ]
     )
+    dataset = ImageRecordDataset(prefix + ".rec").transform_first(augment)
+    loader = mx.gluon.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, last_batch="discard", num_workers=workers
+    )
+    pids = [os.getpid()] + [p.pid for p in getattr(getattr(loader, "_worker_pool", None), "_pool", [])]
+    while True:
+        for data, _ in loader:
+            yield data, pids
 
 
-def train_worker(warmup, steps):
-    """Time training steps of the model on random data in this process; print a JSON line."""
+def measure(case):
+    """Images/s of one pipeline case, or the passes of the training step."""
+    if case["case"] == "train":
+        return train_step(case["batch"], case["warmup"], case["steps"])
+    stream = batches(*CASES[case["case"]], case["prefix"], case["batch_size"])
+    for _ in range(case["skip"]):  # start-up; the prefetch buffers drained to their steady state
+        data, pids = next(stream)
+        data.wait_to_read()
+    cpu, start = cpu_seconds(pids), time.perf_counter()
+    for _ in range(case["batches"]):
+        next(stream)[0].wait_to_read()
+    wall, cpu = time.perf_counter() - start, cpu_seconds(pids) - cpu
+    images = case["batches"] * case["batch_size"]
+    return {
+        "images_per_s": images / wall,
+        "images_per_cpu_s": images / cpu if cpu > 0 else None,
+        "pipeline_processes": len(pids),
+    }
+
+
+def train_step(batch, warmup, steps):
+    """Passes of one training step of TRAIN_MODEL on random data."""
     import mxnet as mx
     from mxnet import autograd, gluon
 
-    sys.path.insert(0, str(ROOT))
     from a2gluon.models import get_model
 
     mx.random.seed(0)
@@ -201,222 +144,89 @@ def train_worker(warmup, steps):
     net.hybridize(static_alloc=True, static_shape=True)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    data = mx.nd.random.normal(shape=(TRAIN_BATCH, 3, INPUT_SIZE, INPUT_SIZE))
-    label = mx.nd.array([i % 1000 for i in range(TRAIN_BATCH)])
+    data = mx.nd.random.normal(shape=(batch, 3, INPUT_SIZE, INPUT_SIZE))
+    label = mx.nd.array([i % 1000 for i in range(batch)])
 
     def step():
-        start = time.perf_counter()
         with autograd.record():
             loss = loss_fn(net(data), label)
         loss.backward()
-        trainer.step(TRAIN_BATCH)
+        trainer.step(batch)
         mx.nd.waitall()
-        return time.perf_counter() - start
 
-    warmup_s = [step() for _ in range(warmup)]
-    step_s = [step() for _ in range(steps)]
-    print(json.dumps({"step_s": step_s, "warmup_s": warmup_s}))
+    return h.passes(step, warmup, steps)
 
 
-def run(cmd, env):
-    """Run a worker; its JSON result, or an error description."""
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        return {
-            "error": f"worker exited with code {proc.returncode}",
-            "stderr_tail": proc.stderr.splitlines()[-5:],
-        }
-    result = json.loads(lines[-1])
-    result["process_wall_s"] = time.perf_counter() - start
-    return result
-
-
-def markdown(report):
-    """The results as a Markdown table followed by notes on how they were measured."""
-    train = report["train_step"]
-    consumed = train.get("images_per_s")
-    recorditer_cap = report["environment"]["recorditer_max_threads"]
-    lines = [
-        "| pipeline | decoding threads / worker processes | images/s | images/s per CPU core | "
-        f"× what {TRAIN_MODEL} training consumes |",
-        "|---|---|---:|---:|---:|",
-    ]
+def render(report):
+    """The table and its notes."""
+    s, env, train = report["settings"], report["environment"], report["train_step"]
+    consumed, cap = train.get("images_per_s"), max((env["cpu_count"] or 1) // 2 - 1, 1)
+    rows = []
     for case in report["cases"]:
-        res = case["result"]
-        if "error" in res:
-            lines.append(f"| {case['label']} | {case['workers']} | failed ({res['error']}) | | |")
-            continue
-        workers = f"{case['workers']}" + (" (in the main process)" if case["workers"] == 0 else "")
-        if case["kind"] == "recorditer" and case["workers"] > recorditer_cap:
-            workers += f" (MXNet uses {recorditer_cap})"
-        ratio = f"{res['images_per_s'] / consumed:.0f}×" if consumed else "n/a"
-        lines.append(
-            f"| {case['label']} | {workers} | {res['images_per_s']:.0f} | "
-            f"{res['images_per_cpu_s']:.0f} | {ratio} |"
-        )
-    if consumed:
-        lines.append(
-            f"| *{TRAIN_MODEL} training step, batch {TRAIN_BATCH}* | *all cores* | *{consumed:.1f}* | | 1× |"
-        )
-    else:
-        lines.append(f"| *{TRAIN_MODEL} training step* | | failed ({train.get('error')}) | | |")
-    env, settings = report["environment"], report["settings"]
-    lines += [
-        "",
-        f"Training input pipelines (decode + augment to {INPUT_SIZE}×{INPUT_SIZE}, batch "
-        f"{settings['batch_size']}) on {settings['images']} JPEGs of 500×375 cut from scikit-learn's "
-        "sample photographs, packed with `a2gluon.data.pack --resize 0`; both with colour jitter "
-        f"{JITTER} and PCA lighting {LIGHTING}. ImageRecordIter is `a2gluon.data.train_iter`; the "
-        "DataLoader reads the same records (`ImageRecordDataset`) with Gluon-CV's training "
-        "transforms.",
-        "",
-        f"- **images/s**: median over {settings['rounds']} fresh processes per row of the images/s "
-        f"of {settings['batches']} timed batches after {settings['skip']} untimed ones "
-        "(start-up, prefetch buffers drained); OMP_NUM_THREADS=1.",
-        "- **per CPU core**: images per CPU-second spent by all of the row's processes (main and "
-        "workers) in the timed window.",
-        "- **ImageRecordIter threads**: MXNet 1.9.1 caps `preprocess_threads` at "
-        "max(cores / 2 − 1, 1), assuming hyper-threads (`iter_image_recordio_2.cc`): "
-        f"{recorditer_cap} on this {env['cpu_count']}-core machine, 3 on 8 cores, 31 on 64.",
-        f"- **training**: {TRAIN_MODEL}, hybridized, batch {TRAIN_BATCH} at {INPUT_SIZE}, forward + "
-        f"backward + SGD update on random data, OMP_NUM_THREADS={env['cpu_count']}; median of "
-        f"{train.get('steps', 0)} steps ({settings['train_rounds']} processes × "
-        f"{settings['train_steps']}, after {settings['train_warmup']} untimed each): "
-        f"{train.get('median_step_s', float('nan')):.2f} s per step.",
-        f"- Machine: {env['cpu_model']}, {env['cpu_count']} cores, shared; 1-minute load average "
-        f"{env['load_average_before'][0]:.2f} before and {env['load_average_after'][0]:.2f} after the "
-        f"run; MXNet {env['mxnet']}, Python {env['python']}; {report['date']}.",
-        "",
-    ]
-    return "\n".join(lines)
+        res, kind, workers = case["result"], case["kind"], case["workers"]
+        text = f"{workers}" + (" (in the main process)" if workers == 0 else "")
+        text += f" (MXNet uses {cap})" if kind == "recorditer" and workers > cap else ""
+        cells = [h.fmt(res, "images_per_s", "{:.0f}"), h.fmt(res, "images_per_cpu_s", "{:.0f}")]
+        rows.append([LABELS[kind], text, *cells, h.times(h.ratio(res.get("images_per_s"), consumed), 0)])
+    step = f"*{TRAIN_MODEL} training step, batch {s['train_batch']}*"
+    speed = f"*{consumed:.1f}*" if consumed else h.fmt(train, "")
+    rows.append([step, "*all cores*", speed, "", "1×" if consumed else ""])
+    header = ["pipeline", "decoding threads / worker processes", "images/s", "images/s per CPU core"]
+    median = f"{train['median_ms'] / 1e3:.2f} s" if "median_ms" in train else "no"
+    settings = (
+        f"Batch {s['batch_size']}, {s['images']} JPEGs, {s['rounds']} processes per row, {s['batches']} "
+        f"timed batches after {s['skip']}; training: {sum(train.get('repeat', []))} steps "
+        f"({s['train_rounds']} processes × {s['train_steps']} after {s['train_warmup']}), {median} per step."
+    )
+    return "\n".join(
+        h.table(header + [f"× what {TRAIN_MODEL} training consumes"], rows, "llrrr")
+        + h.notes(__doc__, report, settings)
+    )
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Input pipeline throughput against a CPU training step.")
-    parser.add_argument("--images", type=int, default=500, help="JPEGs in the test set (default 500)")
-    parser.add_argument("--batch-size", type=int, default=16, help="pipeline batch size (default 16)")
-    parser.add_argument("--skip", type=int, default=4, help="untimed batches per process (default 4)")
-    parser.add_argument("--batches", type=int, default=24, help="timed batches per process (default 24)")
-    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per pipeline case (default 3)")
-    parser.add_argument("--train-rounds", type=int, default=2, help="fresh training processes (default 2)")
-    parser.add_argument("--train-warmup", type=int, default=1, help="untimed training steps (default 1)")
-    parser.add_argument("--train-steps", type=int, default=3, help="timed training steps (default 3)")
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of the cases")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="output directory")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--prefix", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    for option in ("images", "batch_size", "batches", "rounds", "train_rounds", "train_steps"):
-        if getattr(args, option) < 1:
-            parser.error(f"--{option.replace('_', '-')} must be at least 1")
-
-    if args.worker == "train":
-        train_worker(args.train_warmup, args.train_steps)
-        return
-    if args.worker:
-        data_worker(args.worker, args.prefix, args.batch_size, args.skip, args.batches)
-        return
-    names = [n.strip() for n in args.cases.split(",") if n.strip()]
-    if not names or any(n not in CASES for n in names):
-        parser.error(f"--cases: choose from {','.join(CASES)}")
-
-    import mxnet as mx
-
-    sys.path.insert(0, str(ROOT))
-    from a2gluon.data import pack
-
-    load_before = os.getloadavg()
-    started = time.perf_counter()
-    script = str(Path(__file__).resolve())
-    base_env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    p = h.parser(__doc__, rounds=3, threads=False)
+    p.add_argument("--images", type=h.at_least(1), default=500, help="JPEGs in the test set (default 500)")
+    p.add_argument("--batch-size", type=h.at_least(1), default=16, help="pipeline batch size (default 16)")
+    p.add_argument("--skip", type=h.at_least(1), default=4, help="untimed batches per process (default 4)")
+    p.add_argument("--batches", type=h.at_least(1), default=24, help="timed batches per process (default 24)")
+    p.add_argument(
+        "--train-rounds", type=h.at_least(1), default=2, help="fresh training processes (default 2)"
+    )
+    p.add_argument("--train-warmup", type=h.at_least(0), default=1, help="untimed training steps (default 1)")
+    p.add_argument("--train-steps", type=h.at_least(1), default=3, help="timed training steps (default 3)")
+    p.add_argument("--train-batch", type=h.at_least(1), default=16, help="training batch (default 16)")
+    p.add_argument("--cases", type=h.names(CASES), default=list(CASES), help="subset of " + ",".join(CASES))
+    quick = {"images": 48, "rounds": 1, "skip": 1, "batches": 2, "cases": ["recorditer-1", "dataloader-0"]}
+    quick.update(train_rounds=1, train_warmup=1, train_steps=1, train_batch=2)
+    args = h.parse(p, argv, "data", measure, render, quick)
+    if args is None:
+        return 0
+    run = h.Run(__file__, args)
     with tempfile.TemporaryDirectory(prefix="a2gluon-data-bench-") as tmp:
-        tmp = Path(tmp)
-        print(f"writing {args.images} JPEGs and packing them", file=sys.stderr, flush=True)
-        make_images(tmp / "images", args.images)
-        summary = pack(tmp / "images", tmp / "train", resize=0, quality=95, progress=False)
-        prefix = str(tmp / "train")
-        rec_mib = os.path.getsize(summary["rec"]) / 2**20
-
-        cases = []
-        data_env = dict(base_env, OMP_NUM_THREADS="1")
-        for name in names:
-            rounds = []
-            for index in range(args.rounds):
-                print(f"measuring {name}, round {index + 1} of {args.rounds}", file=sys.stderr, flush=True)
-                cmd = [sys.executable, script, "--worker", name, "--prefix", prefix]
-                cmd += ["--batch-size", str(args.batch_size), "--skip", str(args.skip)]
-                cmd += ["--batches", str(args.batches)]
-                rounds.append(run(cmd, data_env))
-            done = [r for r in rounds if "error" not in r]
-            result = {"error": rounds[0].get("error", "no rounds")} if not done else {}
-            if done:
-                result = {
-                    "images_per_s": statistics.median(r["images_per_s"] for r in done),
-                    "images_per_cpu_s": statistics.median(r["images_per_cpu_s"] for r in done),
-                    "round_images_per_s": [r["images_per_s"] for r in done],
-                    "round_images_per_cpu_s": [r["images_per_cpu_s"] for r in done],
-                    "processes": done[0]["processes"],
-                }
-            cases.append(dict(CASES[name], name=name, result=result, rounds=rounds))
-
-        train_env = dict(base_env, OMP_NUM_THREADS=str(os.cpu_count() or 1))
-        train_rounds = []
-        for index in range(args.train_rounds):
-            print(f"measuring {TRAIN_MODEL} training, round {index + 1}", file=sys.stderr, flush=True)
-            cmd = [sys.executable, script, "--worker", "train", "--train-warmup", str(args.train_warmup)]
-            cmd += ["--train-steps", str(args.train_steps)]
-            train_rounds.append(run(cmd, train_env))
-    steps = [s for r in train_rounds if "error" not in r for s in r["step_s"]]
-    train = {"rounds": train_rounds, "steps": len(steps)}
-    if steps:
-        train["median_step_s"] = statistics.median(steps)
-        train["images_per_s"] = TRAIN_BATCH / train["median_step_s"]
-    else:
-        train["error"] = train_rounds[0].get("error")
-
-    report = {
-        "benchmark": "training input pipeline images/s vs a2_resnet26 training step, CPU",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "settings": {
-            "images": args.images,
-            "image_size": "500x375 (25 % portrait)",
-            "rec_mib": rec_mib,
-            "input_size": INPUT_SIZE,
-            "batch_size": args.batch_size,
-            "skip": args.skip,
-            "batches": args.batches,
-            "rounds": args.rounds,
-            "jitter": JITTER,
-            "lighting": LIGHTING,
-            "train_model": TRAIN_MODEL,
-            "train_batch": TRAIN_BATCH,
-            "train_rounds": args.train_rounds,
-            "train_warmup": args.train_warmup,
-            "train_steps": args.train_steps,
-        },
-        "environment": {
-            "mxnet": mx.__version__,
-            "python": platform.python_version(),
-            "cpu_model": cpu_model(),
-            "cpu_count": os.cpu_count(),
-            "omp_wait_policy": base_env["OMP_WAIT_POLICY"],
-            # MXNet's ImageRecordIter uses at most max(cores / 2 - 1, 1) decoding threads
-            "recorditer_max_threads": max((os.cpu_count() or 1) // 2 - 1, 1),
-            "load_average_before": list(load_before),
-            "load_average_after": list(os.getloadavg()),
-        },
-        "cases": cases,
-        "train_step": train,
-        "total_wall_s": time.perf_counter() - started,
+        h.say(f"writing {args.images} JPEGs and packing them")
+        prefix = make_records(tmp, args.images)
+        settings = {k: getattr(args, k) for k in ("batch_size", "skip", "batches")}
+        rounds = run.rounds(
+            args.cases, lambda name: dict(settings, case=name, prefix=prefix), OMP_NUM_THREADS=1
+        )
+    cases = [
+        {"name": name, "kind": CASES[name][0], "workers": CASES[name][1],
+         "result": h.combine(rounds[name], per_process=("images_per_s", "images_per_cpu_s"))}
+        for name in args.cases
+    ]  # fmt: skip
+    case = {
+        "case": "train",
+        "batch": args.train_batch,
+        "warmup": args.train_warmup,
+        "steps": args.train_steps,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "data.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    table = markdown(report)
-    (args.out / "data.md").write_text(table, encoding="utf-8")
-    print(table, end="")
+    train = h.combine(run.rounds(["train"], lambda _: case, count=args.train_rounds)["train"])
+    if "median_ms" in train:
+        train["images_per_s"] = args.train_batch / train["median_ms"] * 1e3
+    run.write("data", {"cases": cases, "train_step": train}, render)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    h.cli(main)

@@ -1,24 +1,17 @@
 """Where the double attention block's time goes: mx.profiler per-operator totals, and A/B timings
-of alternative operator choices that compute the same numbers.
+of alternative operator choices that compute the same numbers (benchmarks/NOTES.md has what was
+found), at a2_resnet50's sizes (batch 16, m = n = c/2; conv3: 512 x 28 x 28, conv4: 1024 x 14 x 14).
 
-Two things, both at a2_resnet50's sizes (batch 16, m = n = c/2):
+--profile: the block's forward and forward+backward passes under `mx.profiler` (profile_all,
+aggregate_stats, bulk execution off): convolutions and batch_dots against softmax, reshapes,
+transposes, copies and oneDNN reorders; --network: the same for the whole a2_resnet50.  By default
+the variants of VARIANTS (subclasses of DoubleAttention differing only in hybrid_forward) are timed
+alternately in one process after checking that each gives the output and input gradient of the
+first; --network-compare: a2_resnet50 built with each variant, against resnet50.  Timings are only
+comparable within one run: the machine is shared.  Nothing is written.
 
-* ``--profile``: runs the block (conv3: 512 x 28 x 28, conv4: 1024 x 14 x 14) forward and
-  forward+backward, hybridized with static_alloc and static_shape, under ``mx.profiler``
-  (profile_all, aggregate_stats) and prints the aggregate table (``mx.profiler.dumps()``), so that
-  the time of the convolutions and batch_dots can be told from that of softmax, reshapes,
-  transposes, copies and oneDNN reorders.  ``--network`` does the same for the whole
-  a2_resnet50 (forward+backward, batch ``--batch``).
-* default: times the variants of ``VARIANTS`` (subclasses of DoubleAttention that share its
-  parameters and differ only in hybrid_forward) against each other in one process, alternating,
-  after checking that each gives the same output and input gradient as the current
-  implementation; prints each variant's median forward and forward+backward time and its ratio
-  to ``current``.
-
-Timings are only comparable within one run: the machine is shared.
-
-Usage: python benchmarks/profile_block.py [--profile] [--network] [--batch 16] [--repeat 10]
-       [--variants current,vt_softmax,...] [--sizes conv3,conv4]
+Usage: python benchmarks/profile_block.py [--quick] [--profile] [--network] [--network-compare]
+       [--batch 16] [--repeat 10] [--variants current,vt_softmax,...] [--sizes conv3,conv4]
 """
 
 import argparse
@@ -26,12 +19,10 @@ import os
 import statistics
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("OMP_PROC_BIND", "true")
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+import _harness as h  # puts the project on sys.path
+
+os.environ.update(h.worker_env(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))  # before MXNet
 if "--profile" in sys.argv or "--network" in sys.argv:
     # one profiler entry per operator: no bulked segments ("Reshape,softmax,batch_dot")
     os.environ.setdefault("MXNET_EXEC_BULK_EXEC_INFERENCE", "0")
@@ -40,9 +31,7 @@ if "--profile" in sys.argv or "--network" in sys.argv:
 import mxnet as mx  # noqa: E402
 from mxnet import autograd  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+from a2gluon.models import get_model  # noqa: E402
 from a2gluon.nn import DoubleAttention  # noqa: E402
 
 # mx.profiler's chrome trace (only the aggregate table is printed); kept out of the work tree
@@ -173,191 +162,139 @@ VARIANTS = {
 
 
 def build(cls, channels, batch, hw):
+    """Block `cls` at `channels` x `hw`, with a non-zero gamma so that the branch shows in the
+    output and the gradient, and an input that records its gradient."""
     mx.random.seed(0)
     block = cls(channels, reduction=2, prefix="a2_")
     block.initialize(mx.init.Xavier())
-    # a non-zero gamma so that the branch shows in the output and the gradient
     block.norm.gamma.set_data(mx.nd.ones(channels))
     block.hybridize(static_alloc=True, static_shape=True)
-    x = mx.nd.random.normal(shape=(batch, channels) + hw)
+    x = mx.nd.random.normal(shape=(batch, channels, *hw))
     x.attach_grad()
     return block, x
 
 
-def step(block, x, backward):
+def step(net, x, backward):
+    """One pass of `net` on `x`: a forward one, or forward+backward; waits for the results."""
     if backward:
         with autograd.record():
-            y = block(x)
+            y = net(x)
         y.backward()
-        x.grad.wait_to_read()
     else:
-        block(x).wait_to_read()
+        y = net(x)
+    mx.nd.waitall()
 
 
-def copy_params(src, dst):
-    for (ks, ps), (kd, pd) in zip(
-        sorted(src._collect_params_with_prefix().items()),
-        sorted(dst._collect_params_with_prefix().items()),
-    ):
-        assert ks == kd
-        pd.set_data(ps.data())
+def report(times, label, unit=""):
+    """Each entry's median time and its ratio to the first entry's."""
+    first = statistics.median(next(iter(times.values())))
+    for name, ms in times.items():
+        med = statistics.median(ms)
+        print(f"{label} {name:28s} {med:8.1f} ms  ({med / first:.3f}x {next(iter(times))}){unit}")
 
 
 def compare(names, sizes, batch, repeat, warmup):
+    """The variants' forward and forward+backward times at each size, alternating in one process."""
     for size in sizes:
-        channels, h, w = SIZES[size]
-        blocks = {}
-        ref_out = ref_grad = None
+        channels, hgt, wid = SIZES[size]
+        blocks, ref = {}, None
         for name in names:
-            block, x = build(VARIANTS[name], channels, batch, (h, w))
-            if blocks:
+            block, x = build(VARIANTS[name], channels, batch, (hgt, wid))
+            if blocks:  # the first variant's parameters and input
                 first_block, first_x = next(iter(blocks.values()))
-                copy_params(first_block, block)
+                src = first_block.collect_params()
+                for key, param in block.collect_params().items():
+                    param.set_data(src[key].data())
                 x = first_x.copy()
                 x.attach_grad()
             with autograd.record():
                 y = block(x)
             y.backward()
             out, grad = y.asnumpy(), x.grad.asnumpy()
-            if ref_out is None:
-                ref_out, ref_grad = out, grad
+            if ref is None:
+                ref = out, grad
             else:
-                d_out = abs(out - ref_out).max() / (abs(ref_out).max() or 1)
-                d_grad = abs(grad - ref_grad).max() / (abs(ref_grad).max() or 1)
+                d_out = abs(out - ref[0]).max() / (abs(ref[0]).max() or 1)
+                d_grad = abs(grad - ref[1]).max() / (abs(ref[1]).max() or 1)
                 print(f"{size} {name}: rel diff output {d_out:.1e}, input grad {d_grad:.1e}")
             blocks[name] = (block, x)
         for backward in (False, True):
-            times = {name: [] for name in names}
-            for _ in range(warmup):
-                for name in names:
-                    step(*blocks[name], backward)
-            for _ in range(repeat):
-                for name in names:
-                    start = time.perf_counter()
-                    step(*blocks[name], backward)
-                    times[name].append(time.perf_counter() - start)
-            base = statistics.median(times[names[0]])
-            kind = "fwd+bwd" if backward else "fwd"
-            for name in names:
-                med = statistics.median(times[name])
-                print(f"{size} {kind:8s} {name:12s} {med * 1e3:8.1f} ms  ({med / base:.3f}x {names[0]})")
+            runs = {name: lambda b=b, x=x, bw=backward: step(b, x, bw) for name, (b, x) in blocks.items()}
+            report(h.interleave(runs, repeat, warmup), f"{size} {'fwd+bwd' if backward else 'fwd':8s}")
 
 
-def profile_block(sizes, batch, repeat, name):
-    for size in sizes:
-        channels, h, w = SIZES[size]
-        block, x = build(VARIANTS[name], channels, batch, (h, w))
-        for backward in (False, True):
-            for _ in range(2):
-                step(block, x, backward)
-            mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=TRACE)
-            mx.profiler.set_state("run")
-            for _ in range(repeat):
-                step(block, x, backward)
-            mx.nd.waitall()
-            mx.profiler.set_state("stop")
-            kind = "forward+backward" if backward else "forward"
-            print(f"==== {name} block {size} {channels}x{h}x{w}, batch {batch}, {kind}, {repeat} passes")
-            print(mx.profiler.dumps(reset=True))
+def profiled(run, repeat, title):
+    """mx.profiler's aggregate table of `repeat` calls of `run` (after two untimed ones)."""
+    for _ in range(2):
+        run()
+    mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=TRACE)
+    mx.profiler.set_state("run")
+    for _ in range(repeat):
+        run()
+    mx.nd.waitall()
+    mx.profiler.set_state("stop")
+    print(f"==== {title}, {repeat} passes")
+    print(mx.profiler.dumps(reset=True))
 
 
-def profile_network(batch, repeat, model="a2_resnet50"):
-    from a2gluon.models import get_model
-
+def network(model, batch):
+    """Model `model` hybridized, and a random ImageNet-sized batch."""
     mx.random.seed(0)
     net = get_model(model, classes=1000)
     net.initialize(mx.init.Xavier())
     net.hybridize(static_alloc=True, static_shape=True)
-    x = mx.nd.random.normal(shape=(batch, 3, 224, 224))
-    for _ in range(2):
-        with autograd.record():
-            y = net(x)
-        y.backward()
-        mx.nd.waitall()
-    mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=TRACE)
-    mx.profiler.set_state("run")
-    for _ in range(repeat):
-        with autograd.record():
-            y = net(x)
-        y.backward()
-        mx.nd.waitall()
-    mx.profiler.set_state("stop")
-    print(f"==== {model} forward+backward, batch {batch}, {repeat} passes")
-    print(mx.profiler.dumps(reset=True))
+    return net, mx.nd.random.normal(shape=(batch, 3, 224, 224))
 
 
-def compare_network(names, batch, repeat, warmup, model="a2_resnet50", baseline="resnet50"):
-    """a2_resnet50 with each block variant and resnet50, fwd+bwd, alternating in one process:
-    the time ratio a2_resnet50 / resnet50 per variant."""
-    from a2gluon.models import get_model
-
-    original = DoubleAttention.hybrid_forward
-    nets = {}
-    x = mx.nd.random.normal(shape=(batch, 3, 224, 224))
-    for name in [baseline] + names:
+def compare_network(names, batch, repeat, warmup, model, baseline="resnet50"):
+    """`model` built with each block variant and `baseline`, fwd+bwd, alternating in one process."""
+    original, runs = DoubleAttention.hybrid_forward, {}
+    for name in [baseline, *names]:
         if name != baseline:
             DoubleAttention.hybrid_forward = VARIANTS[name].__dict__.get("hybrid_forward", original)
-        mx.random.seed(0)
-        net = get_model(baseline if name == baseline else model, classes=1000)
-        net.initialize(mx.init.Xavier())
-        net.hybridize(static_alloc=True, static_shape=True)
-        with autograd.record():
-            y = net(x)  # builds the cached graph with the patched hybrid_forward
-        y.backward()
-        mx.nd.waitall()
+        net, x = network(baseline if name == baseline else model, batch)
+        step(net, x, True)  # builds the cached graph with the patched hybrid_forward
         DoubleAttention.hybrid_forward = original
-        nets[name] = net
-
-    def train(net):
-        with autograd.record():
-            y = net(x)
-        y.backward()
-        mx.nd.waitall()
-
-    times = {name: [] for name in nets}
-    for _ in range(warmup):
-        for net in nets.values():
-            train(net)
-    for _ in range(repeat):
-        for name, net in nets.items():
-            start = time.perf_counter()
-            train(net)
-            times[name].append(time.perf_counter() - start)
-    base = statistics.median(times[baseline])
-    first = statistics.median(times[names[0]])
-    for name in nets:
-        med = statistics.median(times[name])
-        label = baseline if name == baseline else f"{model}[{name}]"
-        print(
-            f"fwd+bwd batch {batch} {label:28s} {med * 1e3:8.1f} ms  ({med / base:.3f}x {baseline}, "
-            f"{med / first:.3f}x {names[0]})"
-        )
+        runs[name if name == baseline else f"{model}[{name}]"] = lambda net=net, x=x: step(net, x, True)
+    report(h.interleave(runs, repeat, warmup), f"fwd+bwd batch {batch}")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="conv4, batch 2, 2 passes, two variants")
     parser.add_argument("--profile", action="store_true", help="mx.profiler table of one variant")
     parser.add_argument("--network", action="store_true", help="mx.profiler table of a2_resnet50")
     parser.add_argument("--network-compare", action="store_true", help="a2_resnet50 per variant vs resnet50")
     parser.add_argument("--model", default="a2_resnet50")
     parser.add_argument("--variant", default="current", choices=list(VARIANTS))
-    parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--sizes", default="conv3,conv4")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeat", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--variants", type=h.names(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--sizes", type=h.names(SIZES), default=list(SIZES))
+    parser.add_argument("--batch", type=h.at_least(1), default=16)
+    parser.add_argument("--repeat", type=h.at_least(1), default=10)
+    parser.add_argument("--warmup", type=h.at_least(0), default=2)
     args = parser.parse_args(argv)
-    sizes = [s for s in args.sizes.split(",") if s]
+    if args.quick:
+        args.sizes, args.batch, args.repeat, args.warmup = ["conv4"], 2, 2, 1
+        args.variants = args.variants if len(args.variants) < len(VARIANTS) else ["current", "vt4d"]
     print(f"load average before: {os.getloadavg()}", flush=True)
     if args.network_compare:
-        variants = [v for v in args.variants.split(",") if v]
-        compare_network(variants, args.batch, args.repeat, args.warmup, args.model)
+        compare_network(args.variants, args.batch, args.repeat, args.warmup, args.model)
     elif args.network:
-        profile_network(args.batch, args.repeat, args.model)
+        net, x = network(args.model, args.batch)
+        profiled(
+            lambda: step(net, x, True), args.repeat, f"{args.model} forward+backward, batch {args.batch}"
+        )
     elif args.profile:
-        profile_block(sizes, args.batch, args.repeat, args.variant)
+        for size in args.sizes:
+            block, x = build(VARIANTS[args.variant], SIZES[size][0], args.batch, SIZES[size][1:])
+            for backward in (False, True):
+                kind = "forward+backward" if backward else "forward"
+                title = f"{args.variant} block {size} {'x'.join(map(str, SIZES[size]))}, batch {args.batch}"
+                profiled(lambda: step(block, x, backward), args.repeat, f"{title}, {kind}")  # noqa: B023
     else:
-        compare([v for v in args.variants.split(",") if v], sizes, args.batch, args.repeat, args.warmup)
+        compare(args.variants, args.sizes, args.batch, args.repeat, args.warmup)
     print(f"load average after: {os.getloadavg()}", flush=True)
 
 

@@ -1,7 +1,11 @@
-"""Regenerate the README's tables from code and measured results (never typed by hand).
+"""Regenerate the READMEs' tables from code and measured results (never typed by hand).
 
-python tools/readme_tables.py           # rewrite README.md between the markers
-python tools/readme_tables.py --check   # exit 1 if README.md is out of date
+README.md's `models` table comes from `a2gluon.profile`; benchmarks/README.md's
+`<!-- BEGIN NAME-benchmark -->` sections from benchmarks/results/NAME.md (the Markdown that
+benchmarks/NAME.py writes).
+
+python tools/readme_tables.py           # rewrite both files between their markers
+python tools/readme_tables.py --check   # exit 1 if either is out of date
 """
 
 import argparse
@@ -12,7 +16,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from a2gluon.profile import default_input_shape, profile_model  # noqa: E402
+from a2gluon.models import default_input_shape  # noqa: E402
+from a2gluon.profile import profile_model  # noqa: E402
 
 # (model, what it is, paper's #params in M, paper's G multiply-adds, paper's ImageNet top-1/top-5)
 MODELS = [
@@ -60,47 +65,50 @@ def models_table():
 NOT_MEASURED = "_Not measured yet: run `make bench`._"
 
 
+class ReadmeError(Exception):
+    """A README cannot be regenerated as it is; the message says what to change."""
+
+
+BENCHMARKS = ROOT / "benchmarks"
+MARKER = re.compile(r"<!-- BEGIN ([\w-]+) -->")
+
+
 def result(name):
-    """The Markdown a benchmark wrote to benchmarks/results/NAME.md."""
-    path = ROOT / "benchmarks" / "results" / f"{name}.md"
+    """The Markdown benchmarks/NAME.py wrote to benchmarks/results/NAME.md."""
+    if not (BENCHMARKS / f"{name}.py").exists():
+        raise ReadmeError(
+            f"benchmarks/README.md names benchmark {name!r}, but benchmarks/{name}.py does not exist"
+        )
+    path = BENCHMARKS / "results" / f"{name}.md"
     return path.read_text().strip() if path.exists() else NOT_MEASURED
 
 
-def results(*named):
-    """Several benchmarks' tables, each after its one-line title."""
-    return "\n\n".join(f"{title}\n\n{result(name)}" for name, title in named)
+def sections(path, text):
+    """{marker name: its contents} for the file `path`: README.md has the models table only;
+    benchmarks/README.md one NAME-benchmark section per benchmark."""
+    if path.parent == BENCHMARKS:
+        names = MARKER.findall(text)
+        wrong = [n for n in names if not n.endswith("-benchmark")]
+        if wrong:
+            raise ReadmeError(f"{path.relative_to(ROOT)}: section {wrong[0]!r} is not NAME-benchmark")
+        return {n: lambda n=n: result(n[: -len("-benchmark")]) for n in names}
+    for name in MARKER.findall(text):
+        if name != "models":  # the benchmark tables have one home: benchmarks/README.md
+            raise ReadmeError(
+                f"{path.relative_to(ROOT)} has the section {name!r}: benchmark tables live in "
+                "benchmarks/README.md now; remove it (and link benchmarks/README.md)"
+            )
+    return {"models": models_table}
 
 
-def perf_benchmarks_table():
-    """benchmarks/blocks.py, train.py and dist.py results (blocks.md links blocks_sweep.png)."""
-    return results(
-        (
-            "blocks",
-            "A² against Non-local against no block at the stages of `resnet26_3d` (`benchmarks/blocks.py`):",
-        ),
-        ("train", "Training throughput, real input pipeline against `--synthetic` (`benchmarks/train.py`):"),
-        (
-            "dist",
-            "Parameter-server cost on loopback, `dist_sync`, one worker against two (`benchmarks/dist.py`):",
-        ),
-    )
-
-
-SECTIONS = {
-    "models": models_table,
-    "block-benchmark": lambda: result("block"),
-    "data-benchmark": lambda: result("data"),
-    "inference-benchmark": lambda: result("inference"),
-    "models-benchmark": lambda: result("models"),
-    "perf-benchmarks": perf_benchmarks_table,
-}
-
-
-def render(text):
-    for name, make in SECTIONS.items():
+def render(path, text):
+    """`text` of the file `path` with every section regenerated between its markers."""
+    for name, make in sections(path, text).items():
         pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
         if not pattern.search(text):
-            raise SystemExit(f"README.md has no <!-- BEGIN {name} --> ... <!-- END {name} --> markers")
+            raise ReadmeError(
+                f"{path.relative_to(ROOT)} has no <!-- BEGIN {name} --> ... <!-- END {name} --> markers"
+            )
         text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
     return text
 
@@ -109,19 +117,27 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a README is out of date")
     args = parser.parse_args(argv)
-    readme = ROOT / "README.md"
-    old = readme.read_text()
-    new = render(old)
-    if args.check:
+    stale, errors = [], []
+    for path in (ROOT / "README.md", BENCHMARKS / "README.md"):
+        old = path.read_text()
+        try:
+            new = render(path, old)
+        except ReadmeError as err:
+            errors.append(str(err))
+            continue
         if new != old:
-            print("README.md tables are out of date: run `make readme-tables`", file=sys.stderr)
-            return 1
-        return 0
-    readme.write_text(new)
-    print("README.md tables regenerated")
-    return 0
+            stale.append(str(path.relative_to(ROOT)))
+            if not args.check:
+                path.write_text(new)
+    for error in errors:
+        print(f"readme_tables.py: error: {error}", file=sys.stderr)
+    if args.check and stale:
+        print(f"{' and '.join(stale)}: tables are out of date: run `make readme-tables`", file=sys.stderr)
+    elif not args.check and not errors:
+        print(f"regenerated {', '.join(stale)}" if stale else "README tables already up to date")
+    return 1 if errors or (args.check and stale) else 0
 
 
 if __name__ == "__main__":

@@ -173,7 +173,8 @@ def test_negative_num_workers_is_refused(packed, tmp_path, capsys):
     _, folder, _ = packed
     assert pack_main([str(folder), str(tmp_path / "out"), "--num-workers", "-1", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err == "a2gluon pack: error: --num-workers must be 0 or more (0 or 1 decodes in this process), got -1\n"
+    want = "a2gluon pack: error: --num-workers must be 0 or more (0 or 1 decodes in this process), got -1\n"
+    assert err == want
     assert not list(tmp_path.iterdir())
 
 

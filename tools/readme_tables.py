@@ -55,7 +55,7 @@ def models_table():
         )
     rows.append("")
     rows.append(
-        "Counted by `python -m a2gluon.profile MODEL` (trained parameters; multiply-adds of "
+        "Counted by `a2gluon profile MODEL` (trained parameters; multiply-adds of "
         "convolutions, fully connected layers and the attention blocks' batched products, batch 1). "
         "ResNet-50 is the paper's own ImageNet baseline row; the accuracies are the paper's, not ours."
     )

@@ -23,6 +23,14 @@ COMMANDS = {
 }
 
 
+def require_positive(parser, args, names):
+    """parser.error (one line, exit 2) for any integer option in `names` given as 0 or less."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
 def usage():
     width = max(map(len, COMMANDS))
     lines = ["usage: a2gluon COMMAND [options]   (a2gluon COMMAND --help for its options)", "", "commands:"]

@@ -25,6 +25,7 @@ from ..engine.devices import get_contexts, to_bfloat16
 from ..engine.evaluate import evaluate
 from ..engine.settings import DTYPES
 from ..errors import error_line, show_fatal_signals
+from . import require_positive
 
 PROG = "a2gluon eval"
 
@@ -82,10 +83,7 @@ def check_usage(parser, args):
         parser.error("give the data as --rec-val FILE --rec-val-idx FILE, or as --data-dir DIR")
     if args.rec_val and not args.rec_val_idx:
         parser.error("--rec-val needs --rec-val-idx")
-    for flag in ("batch_size", "num_classes", "input_size"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            parser.error(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
+    require_positive(parser, args, ("batch_size", "num_classes", "input_size"))
     if not 0 < args.crop_ratio <= 1:
         parser.error(f"--crop-ratio must be in (0, 1], got {args.crop_ratio}")
 

@@ -7,6 +7,7 @@ import sys
 from ..deploy import export_model, load_gluon_model, model_input_shape, read_class_names
 from ..deploy.command import run_command
 from ..deploy.export import check_prefix
+from . import require_positive
 
 PROG = "a2gluon export"
 
@@ -63,10 +64,7 @@ def run(args):
 def main(argv=None, prog=PROG):
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    for flag in ("num_classes", "input_size", "frames"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            parser.error(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
+    require_positive(parser, args, ("num_classes", "input_size", "frames"))
     return run_command(prog, run, args)
 
 

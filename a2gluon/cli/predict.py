@@ -10,6 +10,7 @@ from ..deploy.command import run_command
 from ..deploy.loading import check_class_names
 from ..deploy.predict import format_predictions, predict_images
 from ..errors import show_fatal_signals
+from . import require_positive
 
 PROG = "a2gluon predict"
 
@@ -56,10 +57,7 @@ def main(argv=None, prog=PROG):
         parser.error("give either --symbol PREFIX or --params FILE (with --model NAME)")
     if args.symbol and (args.model or args.num_classes):
         parser.error("--model and --num-classes go with --params, not with --symbol")
-    for flag in ("num_classes", "topk", "input_size"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            parser.error(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
+    require_positive(parser, args, ("num_classes", "topk", "input_size"))
     return run_command(prog, run, args)
 
 

@@ -234,7 +234,7 @@ def test_sigterm_during_pack_removes_temporary_files_and_ends_the_workers(tmp_pa
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
-    assert err == "stopped by SIGTERM: no output written\n" and out == ""
+    assert err == "a2gluon pack: stopped by SIGTERM: no output written\n" and out == ""
     assert not list(tmp_path.glob("out*"))
     deadline = time.monotonic() + 10
     while any(map(running, workers)) and time.monotonic() < deadline:

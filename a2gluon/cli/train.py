@@ -6,7 +6,7 @@ import sys
 
 from ..data.verify import describe_crash
 from ..engine.schedule import MODES
-from ..engine.settings import DTYPES, TrainSettings
+from ..engine.settings import DTYPES, LR_SCALING, TrainSettings
 from ..errors import show_fatal_signals
 from ..models.registry import ATTENTION_CHOICES
 
@@ -60,6 +60,24 @@ def build_parser(prog=PROG):
         "--lr-decay", type=float, default=D.lr_decay, help="step mode: factor at each decay epoch"
     )
     opt.add_argument("--lr-decay-epoch", default=D.lr_decay_epoch, help="step mode: epochs where lr decays")
+    opt.add_argument(
+        "--plateau-threshold",
+        type=float,
+        default=D.plateau_threshold,
+        help="plateau mode: the least gain in training top-1 (a fraction) that counts as progress",
+    )
+    opt.add_argument(
+        "--plateau-patience",
+        type=int,
+        default=D.plateau_patience,
+        help="plateau mode: epochs without that gain before the lr is multiplied by --lr-decay",
+    )
+    opt.add_argument(
+        "--plateau-max-decays",
+        type=int,
+        default=D.plateau_max_decays,
+        help="plateau mode: at most this many cuts",
+    )
     opt.add_argument("--warmup-epochs", type=float, default=D.warmup_epochs, help="linear warm-up epochs")
     opt.add_argument(
         "--warmup-lr", type=float, default=D.warmup_lr, help="learning rate at the start of warm-up"
@@ -75,6 +93,29 @@ def build_parser(prog=PROG):
         "--mixup-off-epoch", type=int, default=D.mixup_off_epoch, help="stop mixup from this epoch (0: never)"
     )
     opt.add_argument("--dtype", default=D.dtype, choices=DTYPES)
+    opt.add_argument(
+        "--accumulate",
+        type=int,
+        default=D.accumulate,
+        help="sum the gradients of N batches before each update (BatchNorm stays per device batch)",
+    )
+    opt.add_argument(
+        "--global-batch",
+        type=int,
+        default=D.global_batch,
+        help="the recipe's global batch; reached by --accumulate, or see --lr-scaling",
+    )
+    opt.add_argument(
+        "--lr-scaling",
+        choices=LR_SCALING,
+        default=D.lr_scaling,
+        help="when the devices give another global batch than --global-batch: none = keep the lr "
+        "and accumulate up to it; linear = train with the devices' batch, lr x batch / global batch",
+    )
+    opt.add_argument(
+        "--model-ema", action="store_true", help="keep (and evaluate, save) an EMA of the weights"
+    )
+    opt.add_argument("--model-ema-decay", type=float, default=D.model_ema_decay, help="EMA decay per update")
 
     run = p.add_argument_group("devices and run")
     run.add_argument("--num-gpus", type=int, default=D.num_gpus)
@@ -102,7 +143,20 @@ def build_parser(prog=PROG):
         action="store_true",
         help="start over in a --save-dir that holds an earlier run (deletes its checkpoints)",
     )
+    run.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=D.keep_checkpoints,
+        help="keep only the K newest epoch checkpoints (and -best); 0 keeps all",
+    )
     run.add_argument("--log-interval", type=int, default=D.log_interval, help="batches between log lines")
+    run.add_argument(
+        "--config",
+        help="a recipe file (configs/*.yaml; keys are these flags' names); later flags override it",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="print the resolved settings as JSON and exit without training"
+    )
     run.add_argument("--seed", type=int, default=D.seed)
     run.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -134,9 +188,51 @@ def _in_distributed_job(args):
     return "DMLC_ROLE" in os.environ or str(args.kvstore).lower() == "horovod"
 
 
+def dry_run(args):
+    """The resolved settings of this command line as one JSON object (stdout), without training:
+    the devices it names (not checked here) and the workers of the job it runs in (DMLC_NUM_WORKER
+    under a2gluon launch, HOROVOD_SIZE / OMPI_COMM_WORLD_SIZE under horovodrun, else 1)."""
+    import json
+
+    from ..data.pipeline import read_index
+    from ..engine.settings import run_plan
+
+    settings = TrainSettings.from_namespace(args)
+    settings.check()
+    if args.num_gpus:
+        devices = [f"gpu({i})" for i in range(args.num_gpus)]
+    else:
+        devices = [f"cpu({i})" for i in range(args.num_cpus)]
+    workers = 1
+    for name in ("DMLC_NUM_WORKER", "HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        if os.environ.get(name, "").isdigit():
+            workers = int(os.environ[name])
+            break
+    num_images = None
+    if args.synthetic:
+        num_images = args.synthetic_batches * args.batch_size * len(devices) * workers
+    elif args.rec_train_idx and os.path.isfile(args.rec_train_idx):
+        num_images = int(read_index(args.rec_train_idx)[0].size)
+    plan = run_plan(settings, devices, workers, num_images, config=args.config)
+    plan["input_size"] = args.input_size
+    print(json.dumps(plan, indent=1))
+    return 0
+
+
 def main(argv=None, prog=PROG):
-    args = build_parser(prog).parse_args(argv)
+    from .config import parse_with_config
+
+    args = parse_with_config(build_parser(prog), argv)
     args.prog = prog
+    if args.dry_run:
+        from ..data import DataError
+        from ..engine.trainer import TrainError
+
+        try:
+            return dry_run(args)
+        except (TrainError, DataError) as err:
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            return 2
     records = [r for r in (args.rec_train, args.rec_val) if r and not args.synthetic]
     show_fatal_signals(f"{prog}: error: {describe_crash(records)}" if records else None)
     code = _train(args)

@@ -117,20 +117,23 @@ def file_digest(path):
     return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
 
 
-def save(save_dir, model, net, trainer, meta, epoch, batch=0):
-    """Write a complete checkpoint (params, states, then the JSON that marks it complete).
+def save(save_dir, model, net, trainer, meta, epoch, batch=0, extra=None):
+    """Write a complete checkpoint (params, states, `extra` files, then the JSON that marks it
+    complete).  `extra`: {kind: (suffix, write(path))}, e.g. the EMA weights as STEM-ema.params.
 
     Every pending operation is waited for first: MXNet runs the last step asynchronously, and
     without the wait the BatchNorm running statistics of the last batch may not be written yet."""
     mx.nd.waitall()
     os.makedirs(save_dir, exist_ok=True)
     base = stem(save_dir, model, epoch, batch)
-    files = {}
-    atomic_write(base + ".params", net.save_parameters)
-    files["params"] = file_digest(base + ".params")
+    writers = {"params": (".params", net.save_parameters)}
     if trainer is not None:
-        atomic_write(base + ".states", trainer.save_states)
-        files["states"] = file_digest(base + ".states")
+        writers["states"] = (".states", trainer.save_states)
+    writers.update(extra or {})
+    files = {}
+    for kind, (suffix, write) in writers.items():
+        atomic_write(base + suffix, write)
+        files[kind] = dict(file_digest(base + suffix), file=os.path.basename(base + suffix))
     meta = dict(meta, epoch=epoch, batch=batch, params_file=os.path.basename(base + ".params"), files=files)
     write_json(base + ".json", meta)
     return Checkpoint(base, epoch, batch, meta)
@@ -145,9 +148,15 @@ def update_meta(checkpoint, **changes):
 
 
 def save_best(save_dir, model, checkpoint):
-    """Copy `checkpoint` to imagenet-MODEL-best.params/.json (atomically, JSON last)."""
+    """Copy `checkpoint` to imagenet-MODEL-best.params/.json (and its extra files, as
+    -best-ema.params; atomically, JSON last)."""
     base = best_stem(save_dir, model)
     atomic_write(base + ".params", lambda tmp: shutil.copyfile(checkpoint.params, tmp))
+    for kind, record in (checkpoint.meta.get("files") or {}).items():
+        if kind not in ("params", "states") and "file" in record:
+            suffix = record["file"][len(os.path.basename(checkpoint.stem)) :]
+            source = os.path.join(os.path.dirname(checkpoint.stem), record["file"])
+            atomic_write(base + suffix, lambda tmp, source=source: shutil.copyfile(source, tmp))
     write_json(base + ".json", dict(checkpoint.meta, best_of=os.path.basename(checkpoint.stem)))
 
 
@@ -204,11 +213,16 @@ def damage(checkpoint):
     size or SHA-256 differs from what its JSON recorded), or None when it looks intact."""
     if checkpoint.error:
         return checkpoint.error
-    for kind in ("params", "states"):
-        path = getattr(checkpoint, kind)
+    recorded_files = checkpoint.meta.get("files") or {}
+    folder = os.path.dirname(checkpoint.stem)
+    for kind in sorted(set(recorded_files) | {"params", "states"}):
+        recorded = recorded_files.get(kind)
+        if recorded and "file" in recorded:
+            path = os.path.join(folder, recorded["file"])
+        else:
+            path = getattr(checkpoint, kind)
         if not os.path.isfile(path):
             return f"{path} is missing"
-        recorded = (checkpoint.meta.get("files") or {}).get(kind)
         if recorded is None:
             continue  # written before checksums were recorded
         if os.path.getsize(path) != recorded["bytes"]:
@@ -240,6 +254,35 @@ def find_resume(save_dir, model=None, epoch=None):
         if damage(ck) is None:
             return ck
     return None
+
+
+_FILE = re.compile(r"^imagenet-(?P<model>.+?)-(?P<epoch>\d{4})(?:-b(?P<batch>\d{6}))?(?P<rest>(-ema)?\.\w+)$")
+
+
+def prune(save_dir, model, keep):
+    """Keep the `keep` newest complete end-of-epoch checkpoints of `model` (and -best): delete the
+    older ones, every mid-epoch checkpoint older than the newest end-of-epoch one, and what a
+    killed prune left.  The JSON goes first, so a kill -9 half-way leaves a checkpoint that is no
+    longer complete, never fewer than `keep` complete ones.  Call only after the newest checkpoint
+    is complete.  Returns the names of the deleted checkpoints."""
+    found = [c for c in list_checkpoints(save_dir, model) if c.error is None]
+    ends = [c for c in found if c.batch == 0]
+    if keep < 1 or len(ends) <= keep:
+        return []
+    newest = ends[-1].progress
+    doomed = ends[:-keep] + [c for c in found if c.batch and c.progress < newest]
+    for ck in doomed:
+        os.remove(ck.json)
+    kept = {os.path.basename(c.stem) for c in found if c not in doomed}
+    for name in os.listdir(save_dir):
+        match = _FILE.match(name)
+        if not match or match["model"] != model:
+            continue
+        base = name[: -len(match["rest"])]
+        progress = (int(match["epoch"]), int(match["batch"] or 0))
+        if base not in kept and progress < newest:
+            os.remove(os.path.join(save_dir, name))
+    return [os.path.basename(c.stem) for c in doomed]
 
 
 def run_files(save_dir):

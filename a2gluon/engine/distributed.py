@@ -187,8 +187,33 @@ def make_trainer(params, optimizer, optimizer_params, kv, info):
     )
 
 
-# A kvstore key no gluon.Trainer uses (its keys are the parameters' indexes).
+# kvstore keys no gluon.Trainer uses (its keys are the parameters' indexes).
 STOP_KEY = 999_983
+METRIC_KEY = 999_979
+
+
+class WorkerSum:
+    """The element-wise sum over every worker of a small float vector, each worker calling it at
+    the same point.  Synchronous parameter servers add on the servers (a key of its own), Horovod
+    with an allreduce; a single process, and dist_async (whose workers do not run in step),
+    answer with their own values."""
+
+    def __init__(self, kv, info, key, size):
+        self._kv, self._info, self._key, self._size = kv, info, key, size
+        self._server = kv is not None and info.kvstore_name in ("dist_sync", "dist_device_sync")
+        if self._server:
+            kv.init(key, mx.nd.zeros((size,)))
+
+    def __call__(self, values):
+        local = mx.nd.array(values, dtype="float64" if self._info.is_horovod else "float32")
+        if self._info.is_horovod:
+            hvd = _import_horovod()
+            return hvd.allreduce(local, average=False, name=f"a2gluon_sum_{self._key}").asnumpy()
+        if self._server:
+            total = mx.nd.zeros((self._size,))
+            self._kv.pushpull(self._key, local, out=total)
+            return total.asnumpy()
+        return local.asnumpy()
 
 
 class StopVote:
@@ -197,26 +222,13 @@ class StopVote:
     Called once per step with this worker's own answer; returns True on every worker as soon as
     one of them was asked (a SIGTERM that reached some workers only, or reached them at different
     batches), so that all stop after the same batch: a synchronous job in which one worker runs
-    a batch the others do not hangs.  Synchronous parameter servers add the votes on the servers,
-    Horovod with an allreduce; a single process and ``dist_async`` (whose workers do not run in
-    step) answer for themselves."""
+    a batch the others do not hangs."""
 
     def __init__(self, kv, info):
-        self._kv, self._info = kv, info
-        self._server = kv is not None and info.kvstore_name in ("dist_sync", "dist_device_sync")
-        if self._server:
-            kv.init(STOP_KEY, mx.nd.zeros((1,)))
+        self._sum = WorkerSum(kv, info, STOP_KEY, 1)
 
     def __call__(self, asked):
-        vote = mx.nd.array([1.0 if asked else 0.0])
-        if self._info.is_horovod:
-            hvd = _import_horovod()
-            return hvd.allreduce(vote, average=False, name="a2gluon_stop").asscalar() > 0
-        if self._server:
-            total = mx.nd.zeros((1,))
-            self._kv.pushpull(STOP_KEY, vote, out=total)
-            return total.asscalar() > 0
-        return bool(asked)
+        return self._sum([1.0 if asked else 0.0])[0] > 0
 
 
 def barrier(kv, info):

@@ -1,10 +1,11 @@
-"""Learning-rate schedules as pure functions of the global step, so that a resumed run takes
-exactly the learning rates an uninterrupted one would."""
+"""Learning-rate schedules as pure functions of the global step (and, for ``plateau``, of the
+training accuracy history the checkpoint holds), so that a resumed run takes exactly the
+learning rates an uninterrupted one would."""
 
 import math
 from dataclasses import dataclass
 
-MODES = ("step", "cosine", "poly")
+MODES = ("step", "cosine", "poly", "plateau")
 
 
 @dataclass(frozen=True)
@@ -12,6 +13,8 @@ class Schedule:
     """Linear warm-up from `warmup_lr` to `lr` over `warmup_epochs`, then:
 
     - ``step``: lr x decay^k, where k is the number of `decay_epochs` already passed;
+    - ``plateau``: the same, with `decay_epochs` the epochs where training accuracy saturated
+      (see :func:`plateau_decay_epochs`; the caller passes them as they are decided);
     - ``cosine``: half a cosine from lr to `target_lr` over the epochs after warm-up;
     - ``poly``: lr x (1 - t)^power, t the fraction of the epochs after warm-up done.
     Epochs may be fractional (the step counts within an epoch)."""
@@ -38,7 +41,7 @@ class Schedule:
         epoch = step / self.iters_per_epoch
         if epoch < self.warmup_epochs:
             return self.warmup_lr + (self.lr - self.warmup_lr) * epoch / self.warmup_epochs
-        if self.mode == "step":
+        if self.mode in ("step", "plateau"):
             passed = sum(1 for e in self.decay_epochs if epoch >= e)
             return self.lr * self.decay**passed
         span = max(self.num_epochs - self.warmup_epochs, 1e-12)
@@ -46,6 +49,24 @@ class Schedule:
         if self.mode == "cosine":
             return self.target_lr + (self.lr - self.target_lr) * (1 + math.cos(math.pi * t)) / 2
         return self.target_lr + (self.lr - self.target_lr) * (1 - t) ** self.power
+
+
+def plateau_decay_epochs(train_top1, threshold=0.001, patience=5, max_decays=3):
+    """The epochs after which ``--lr-mode plateau`` cuts the learning rate, from the training top-1
+    of each completed epoch (``train_top1[e]`` after epoch e + 1): a cut after an epoch when top-1
+    has not beaten its best by more than `threshold` for `patience` epochs in a row, at most
+    `max_decays` cuts; the wait starts again after each cut.  A pure function of the history, so a
+    run resumed from any checkpoint decides exactly as an uninterrupted one."""
+    epochs, best, wait = [], -math.inf, 0
+    for epoch, top1 in enumerate(train_top1, start=1):
+        if top1 is not None and top1 > best + threshold:
+            best, wait = top1, 0
+            continue
+        wait += 1
+        if wait >= patience and len(epochs) < max_decays:
+            epochs.append(epoch)
+            wait = 0
+    return tuple(epochs)
 
 
 def parse_decay_epochs(text):

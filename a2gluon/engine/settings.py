@@ -9,6 +9,10 @@ from .distributed import KVSTORES
 from .schedule import MODES, parse_decay_epochs
 
 DTYPES = ("float32", "float16", "bfloat16")
+# How a recipe's global batch is kept when the devices give another: "none" keeps the recipe's
+# lr and reaches the batch by accumulating gradients; "linear" trains with the devices' batch and
+# scales the lr by it (Goyal et al.).
+LR_SCALING = ("none", "linear")
 # Settings that define the network: a checkpoint only resumes into the same ones.
 MODEL_SETTINGS = ("model", "attention", "blocks", "reduction", "num_classes")
 
@@ -41,6 +45,9 @@ class TrainSettings:
     lr_mode: str = "step"
     lr_decay: float = 0.1
     lr_decay_epoch: str = "30,60,90"
+    plateau_threshold: float = 0.001  # plateau: the least gain in training top-1 that counts
+    plateau_patience: int = 5  # plateau: epochs without that gain before a cut
+    plateau_max_decays: int = 3
     warmup_epochs: float = 0.0
     warmup_lr: float = 0.0
     momentum: float = 0.9
@@ -52,6 +59,11 @@ class TrainSettings:
     mixup_alpha: float = 0.2
     mixup_off_epoch: int = 0  # 0: mix every epoch
     dtype: str = "float32"
+    accumulate: int = 1  # batches whose gradients are summed before one update
+    global_batch: int = None  # the recipe's global batch (None: what the devices give)
+    lr_scaling: str = "none"  # when the devices give another global batch: none (accumulate) | linear
+    model_ema: bool = False
+    model_ema_decay: float = 0.9998
     # devices and the run
     num_gpus: int = 0
     num_cpus: int = 1
@@ -62,6 +74,7 @@ class TrainSettings:
     resume: bool = False
     resume_epoch: int = None
     force: bool = False
+    keep_checkpoints: int = 0  # 0: keep every epoch's checkpoint
     log_interval: int = 50
     seed: int = 0
 
@@ -100,11 +113,15 @@ class TrainSettings:
             "num_gpus": 0,
             "num_cpus": 1,
             "mixup_off_epoch": 0,
+            "accumulate": 1,
+            "plateau_patience": 1,
+            "plateau_max_decays": 0,
+            "keep_checkpoints": 0,
         }
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 raise TrainError(f"{flag(name)} must be at least {low}, got {getattr(self, name)}")
-        for name in ("reduction", "num_classes"):
+        for name in ("reduction", "num_classes", "global_batch"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TrainError(f"{flag(name)} must be at least 1, got {value}")
@@ -113,14 +130,16 @@ class TrainSettings:
         for name in ("lr", "lr_decay", "mixup_alpha"):
             if not getattr(self, name) > 0:
                 raise TrainError(f"{flag(name)} must be positive, got {getattr(self, name)}")
-        for name in ("wd", "warmup_epochs", "warmup_lr"):
+        for name in ("wd", "warmup_epochs", "warmup_lr", "plateau_threshold"):
             if getattr(self, name) < 0:
                 raise TrainError(f"{flag(name)} must be 0 or more, got {getattr(self, name)}")
         if not 0 <= self.momentum < 1:
             raise TrainError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if not 0 < self.model_ema_decay < 1:
+            raise TrainError(f"--model-ema-decay must be in (0, 1), got {self.model_ema_decay}")
         if not 0 <= self.label_smoothing < 1:
             raise TrainError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        choices = {"lr_mode": MODES, "dtype": DTYPES, "kvstore": KVSTORES}
+        choices = {"lr_mode": MODES, "dtype": DTYPES, "kvstore": KVSTORES, "lr_scaling": LR_SCALING}
         for name, allowed in choices.items():
             if str(getattr(self, name)).lower() not in allowed:
                 raise TrainError(
@@ -143,3 +162,72 @@ class TrainSettings:
             self.decay_epochs  # noqa: B018  (parses --lr-decay-epoch)
         except ValueError as err:
             raise TrainError(str(err)) from None
+
+
+def resolve_batch(settings, devices, workers):
+    """(accumulate, lr, note) for `devices` per worker and `workers` workers: the recipe's
+    --global-batch reached by accumulation (--lr-scaling none) or the devices' batch with the lr
+    scaled linearly (--lr-scaling linear).  Without --global-batch, the settings as given."""
+    per_step = settings.batch_size * devices * workers
+    given = per_step * settings.accumulate
+    target = settings.global_batch
+    if target is None or target == given:
+        return settings.accumulate, settings.lr, None
+    if settings.lr_scaling == "linear":
+        lr = settings.lr * given / target
+        note = (
+            f"global batch {given} instead of the recipe's {target}: "
+            f"lr {settings.lr:g} x {given}/{target} = {lr:g}"
+        )
+        return settings.accumulate, lr, note
+    if target % per_step:
+        raise TrainError(
+            f"--global-batch {target} is not a multiple of {per_step} (--batch-size {settings.batch_size} x "
+            f"{devices} device(s) x {workers} worker(s)); choose a --batch-size that divides it, or "
+            "--lr-scaling linear to train with the devices' batch"
+        )
+    accumulate = target // per_step
+    note = f"global batch {target} = {per_step} per step x --accumulate {accumulate}"
+    return accumulate, settings.lr, note
+
+
+def run_plan(settings, devices, workers, num_images=None, config=None):
+    """What a run of `settings` on `devices` per worker (names) and `workers` workers will do,
+    as the JSON object ``a2gluon train --dry-run`` prints; nothing is touched."""
+    accumulate, lr, note = resolve_batch(settings, len(devices), workers)
+    per_worker = settings.batch_size * len(devices)
+    plan = {
+        "model": settings.model,
+        "config": config,
+        "global_batch": per_worker * workers * accumulate,
+        "per_device_batch": settings.batch_size,
+        "devices": list(devices),
+        "workers": workers,
+        "accumulate": accumulate,
+        "lr": lr,
+        "lr_mode": settings.lr_mode,
+        "lr_decay": settings.lr_decay,
+        "num_epochs": settings.num_epochs,
+        "warmup_epochs": settings.warmup_epochs,
+        "wd": settings.wd,
+        "momentum": settings.momentum,
+        "dtype": settings.dtype,
+        "kvstore": settings.kvstore,
+        "model_ema": settings.model_ema,
+        "keep_checkpoints": settings.keep_checkpoints,
+    }
+    if settings.lr_mode == "step":
+        plan["lr_milestones"] = list(settings.decay_epochs)
+    elif settings.lr_mode == "plateau":
+        plan["lr_milestones"] = (
+            f"when training top-1 gains less than {settings.plateau_threshold:g} in "
+            f"{settings.plateau_patience} epochs, at most {settings.plateau_max_decays} times"
+        )
+    else:
+        plan["lr_milestones"] = []
+    if num_images is not None:
+        steps = -(-num_images // (per_worker * workers))
+        plan.update(num_images=num_images, steps_per_epoch=steps, updates_per_epoch=-(-steps // accumulate))
+    if note:
+        plan["note"] = note
+    return plan

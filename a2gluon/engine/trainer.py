@@ -18,6 +18,7 @@ model, the optimizer), resume, then per epoch: train, save, validate.  What a ru
   checkpoint, and every worker leaves through the final barrier.
 """
 
+import dataclasses
 import logging
 import math
 import os
@@ -33,12 +34,14 @@ from ..data import DataError
 from ..errors import error_line
 from ..models import get_model
 from . import checkpoint
+from .accumulate import GradientAccumulator
 from .devices import DeviceError, cpu_supports_bfloat16, get_contexts
-from .distributed import StopVote, barrier, create_kvstore, make_trainer
+from .distributed import METRIC_KEY, StopVote, WorkerSum, barrier, create_kvstore, make_trainer
+from .ema import ModelEMA, ema_path
 from .evaluate import evaluate
 from .metrics import MetricsLog, TopK, plot_curves
-from .schedule import Schedule
-from .settings import MODEL_SETTINGS, TrainError, TrainSettings, flag
+from .schedule import Schedule, plateau_decay_epochs
+from .settings import MODEL_SETTINGS, TrainError, TrainSettings, flag, resolve_batch
 
 log = logging.getLogger("a2gluon.train")
 
@@ -296,8 +299,11 @@ class Run:
         mx.random.seed(settings.seed + self.rank)
         np.random.seed(settings.seed + self.rank)
 
-        self.batch = settings.batch_size * len(ctx)  # examples per step on this worker
-        self.global_batch = self.batch * dist.num_workers
+        self.batch = settings.batch_size * len(ctx)  # examples per batch on this worker
+        self.accumulate, self.lr, note = resolve_batch(settings, len(ctx), dist.num_workers)
+        if note and self.rank == 0:
+            log.info("%s", note)
+        self.global_batch = self.batch * dist.num_workers * self.accumulate  # examples per update
         self.num_classes = settings.num_classes or source.num_classes or 1000
         source.check(self.num_classes)
         self.steps = source.plan(self.batch, dist.num_workers, dist.rank)
@@ -309,7 +315,7 @@ class Run:
             amp.init(target_dtype=settings.dtype)
         self.net = self._build_net()
         self.schedule = Schedule(
-            lr=settings.lr,
+            lr=self.lr,
             num_epochs=settings.num_epochs,
             iters_per_epoch=self.steps,
             mode=settings.lr_mode,
@@ -384,18 +390,28 @@ class Run:
         settle_shapes(self.net, self.source.input_shape, self.ctx)
         self.trainer = self._make_trainer()
         self.vote = StopVote(self.kv, self.dist)
+        self.metric_sum = WorkerSum(self.kv, self.dist, METRIC_KEY, 5)
+        self.accumulator = GradientAccumulator(self.net.collect_params(), self.trainer, self.accumulate)
+        self.ema = self.ema_net = None
+        if settings.model_ema:
+            self.ema = ModelEMA(self.net, settings.model_ema_decay, self.ctx[0])
         ck = self.resumed_from
         if ck is not None:
             self.trainer.load_states(ck.states)
             self.history = list(ck.meta.get("history", []))
             self.best_top1 = ck.meta.get("best_top1", -1.0)
             self.start_epoch, self.skip_batches = ck.epoch, ck.batch
+            if self.ema is not None and os.path.isfile(ema_path(ck.stem)):
+                self.ema.load(ema_path(ck.stem))
+            elif self.ema is not None:
+                log.info("--model-ema: %s has no EMA weights; the average starts from them", ck.stem)
             log.info(
                 "resumed from %s (epoch %d%s)",
                 os.path.basename(ck.stem),
                 ck.epoch,
                 f", batch {ck.batch}" if ck.batch else "",
             )
+        self._plateau()
         if self.rank == 0:
             # The metrics file says what the checkpoint says: a resumed run drops the epochs after it.
             self.metrics_log.rewrite(self.history)
@@ -408,19 +424,21 @@ class Run:
     def _log_start(self):
         settings = self.settings
         log.info(
-            "training %s (%d classes) on %s: %d examples, %d steps of %d per epoch "
-            "(%d per device, %d worker(s)), %s, %d epochs, lr %g (%s)",
+            "training %s (%d classes) on %s: %d examples, %d batches per epoch of %d per device "
+            "x %d device(s) x %d worker(s), updates of %d (accumulate %d), %s, %d epochs, lr %g (%s)",
             settings.model,
             self.num_classes,
             ", ".join(str(c) for c in self.ctx),
             self.source.num_images,
             self.steps,
-            self.global_batch,
             settings.batch_size,
+            len(self.ctx),
             self.dist.num_workers,
+            self.global_batch,
+            self.accumulate,
             settings.dtype,
             settings.num_epochs,
-            settings.lr,
+            self.lr,
             settings.lr_mode,
         )
 
@@ -443,9 +461,13 @@ class Run:
             lr = self.schedule(step)
             loss_sum += self._step(batch, lr, mixing, epoch, i)
             loss_count += batch.data[0].shape[0]
+            if self.accumulator.done(self.batch, last=i + 1 == self.steps) and self.ema is not None:
+                self.ema.update()
             self.steps_done_here += 1
             if (i + 1) % settings.log_interval == 0 or i + 1 == self.steps:
                 self._log_progress(epoch, i, step, lr, loss_sum / max(loss_count, 1))
+            if not self.accumulator.at_boundary:
+                continue  # a run stops only between updates, with no gradient waiting
             self.stopping = self.vote(stop.signal is not None)  # every worker stops after the same batch
             if self.stopping and i + 1 < self.steps:
                 ck = self.save(epoch, i + 1)
@@ -461,14 +483,17 @@ class Run:
                 return None
         mx.nd.waitall()  # every update of the epoch done (and, distributed, every pull answered)
         epoch_time = time.perf_counter() - epoch_start
-        train_top1, train_top5 = self.train_metric.get()
+        # the epoch's figures over every worker's examples (the plateau rule decides on them)
+        m = self.train_metric
+        sums = self.metric_sum([m.top1, m.topk, m.count, loss_sum, loss_count])
+        top1, topk, count, loss_sum, loss_count = (float(v) for v in sums)
         return {
             "epoch": epoch + 1,
             "steps": (epoch + 1) * self.steps,
             "lr": lr,
             "train_loss": loss_sum / max(loss_count, 1),
-            "train_top1": train_top1,
-            "train_top5": train_top5,
+            "train_top1": top1 / count if count else float("nan"),
+            "train_top5": topk / count if count else float("nan"),
             "images_per_sec": (self.steps - first) * self.batch / epoch_time,
             "epoch_time": epoch_time,
             "val_top1": None,
@@ -501,9 +526,9 @@ class Run:
                     autograd.backward(scaled)
             else:
                 autograd.backward(losses)
-        # summed over this worker's devices; make_trainer has synchronous kvstores and Horovod
-        # average over the workers: step() divides by this worker's examples
-        self.trainer.step(self.batch)
+        # the update (GradientAccumulator.done) divides the gradients summed over this worker's
+        # devices by its examples; make_trainer has synchronous kvstores and Horovod average over
+        # the workers
         batch_loss = sum(float(loss.sum().asscalar()) for loss in losses)
         if not math.isfinite(batch_loss):
             raise TrainError(
@@ -553,6 +578,11 @@ class Run:
             ck = self.save(epoch + 1, 0, val_pending=validating)
         if validating:
             self.validate(ck, record, epoch + 1)
+        if self.rank == 0 and settings.keep_checkpoints:
+            removed = checkpoint.prune(settings.save_dir, settings.model, settings.keep_checkpoints)
+            if removed:
+                log.info("--keep-checkpoints %d: removed %s", settings.keep_checkpoints, ", ".join(removed))
+        self._plateau(announce=True)
         if self.rank == 0:
             self.metrics_log.write(record)
             plot_curves(self.history, os.path.join(settings.save_dir, "curves.png"), settings.model)
@@ -579,9 +609,39 @@ class Run:
         if self.rank != 0:
             return None
         meta = dict(self.meta_base, history=self.history, best_top1=self.best_top1, **extra)
+        files = {"ema": ("-ema.params", self.ema.save)} if self.ema is not None else None
         return checkpoint.save(
-            self.settings.save_dir, self.settings.model, self.net, self.trainer, meta, epoch, batch_done
+            self.settings.save_dir,
+            self.settings.model,
+            self.net,
+            self.trainer,
+            meta,
+            epoch,
+            batch_done,
+            files,
         )
+
+    def _plateau(self, announce=False):
+        """--lr-mode plateau: the epochs where training accuracy saturated, decided from the
+        history (so a resumed run decides as an uninterrupted one), into the schedule."""
+        settings = self.settings
+        if settings.lr_mode != "plateau":
+            return
+        cuts = plateau_decay_epochs(
+            [h.get("train_top1") for h in self.history],
+            settings.plateau_threshold,
+            settings.plateau_patience,
+            settings.plateau_max_decays,
+        )
+        if announce and cuts != self.schedule.decay_epochs and self.rank == 0:
+            log.info(
+                "training top-1 saturated (no gain of %g in %d epochs): lr x %g from epoch %d",
+                settings.plateau_threshold,
+                settings.plateau_patience,
+                settings.lr_decay,
+                cuts[-1] + 1,
+            )
+        self.schedule = dataclasses.replace(self.schedule, decay_epochs=cuts)
 
     def validate(self, ck, record, epoch):
         """Score the validation data after `epoch` epochs into `record`, then record the result in
@@ -590,6 +650,10 @@ class Run:
         metric, speed = evaluate(self.net, self.source.val(), self.ctx)
         record["val_top1"], record["val_top5"] = metric.get()
         record["val_images"] = metric.count
+        if self.ema is not None:
+            ema_metric, _ = evaluate(self._ema_net(), self.source.val(), self.ctx)
+            record["val_top1_ema"], record["val_top5_ema"] = ema_metric.get()
+            log.info("Epoch[%d] validation of the EMA: top1 %.4f top5 %.4f", epoch, *ema_metric.get())
         log.info(
             "Epoch[%d] validation: top1 %.4f top5 %.4f on %d images (%.1f img/s)",
             epoch,
@@ -609,6 +673,16 @@ class Run:
             )
         if improved and ck is not None:
             checkpoint.save_best(self.settings.save_dir, self.settings.model, ck)
+
+    def _ema_net(self):
+        """A network of the same architecture holding the EMA weights, for validation."""
+        if self.ema_net is None:
+            settings = self.settings
+            self.ema_net = get_model(settings.model, classes=self.num_classes, **settings.model_kwargs())
+            self.ema_net.hybridize(static_alloc=True, static_shape=True)
+        for name, param in self.ema_net._collect_params_with_prefix().items():
+            param._load_init(self.ema.values[name], self.ctx)
+        return self.ema_net
 
     def finish(self):
         """Leave through the barrier (no worker leaves the job while rank 0 still saves)."""

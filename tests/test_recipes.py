@@ -271,7 +271,8 @@ def test_the_ema_is_validated_saved_and_resumed(digits, tmp_path):
             proc.send_signal(signal.SIGTERM)
             break
     proc.communicate(timeout=300)
-    assert proc.returncode == 0 and checkpoint.find_resume(str(stopped)).batch == 5
+    assert proc.returncode == 0
+    assert checkpoint.find_resume(str(stopped)).batch >= 5  # the signal lands at batch 5 or later
     out = train(args + ["--save-dir", str(stopped), "--resume"])
     assert out.returncode == 0, out.stderr[-3000:]
     a, b = (mx.nd.load(checkpoint.stem(str(d), "a2_resnet26", 1) + "-ema.params") for d in (whole, stopped))

@@ -4,7 +4,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from a2gluon.models import default_input_shape, get_model, list_models
+from a2gluon.models import default_input_shape, get_model, list_models, model_spec
 from a2gluon.nn import DoubleAttention, NonLocal
 
 PAPER_MODELS = [
@@ -57,6 +57,36 @@ def test_forward_at_paper_input_size(name):
     y = net(x)
     assert y.shape == (1, 10)
     assert np.isfinite(y.asnumpy()).all()
+
+
+def small_input(name, batch=2):
+    """A batch in `name`'s own layout at a reduced size: images at 64 x 64, clips of 4 frames at
+    32 x 32 (resnet50_3d's 32x downsampling leaves 1 x 1 before pooling)."""
+    spec = model_spec(name)
+    channels = spec.input_shape[0]
+    return (batch, channels, 4, 32, 32) if spec.is_video else (batch, channels, 64, 64)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_takes_a_backward_pass(name):
+    """Forward and backward in training mode, hybridized: every trained parameter receives a
+    finite gradient (the gradients start as NaN, so one that backward never writes shows)."""
+    net = get_model(name, classes=3)
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    x = mx.nd.random.uniform(-1, 1, shape=small_input(name))
+    net(x)  # Gluon-CV's baselines create their parameters on the first forward
+    params = [p for p in net.collect_params().values() if p.grad_req != "null"]
+    for p in params:
+        p.grad()[:] = np.nan
+    with mx.autograd.record():
+        y = net(x)
+        loss = (y * mx.nd.array([[1.0, -2.0, 0.5], [-1.0, 0.3, 2.0]])).sum()
+    loss.backward()
+    assert y.shape == (2, 3)
+    bad = [p.name for p in params if not np.isfinite(p.grad().asnumpy()).all()]
+    assert not bad, f"{len(bad)} of {len(params)} parameters without a finite gradient: {bad[:5]}"
+    assert any(np.abs(p.grad().asnumpy()).max() > 0 for p in params)
 
 
 @pytest.mark.parametrize(

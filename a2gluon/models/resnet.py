@@ -36,6 +36,26 @@ def _kernel(dims, temporal, spatial):
     return (temporal, spatial, spatial) if dims == 3 else (spatial,) * dims
 
 
+class FoldedBatchNorm(nn.BatchNorm):
+    """BatchNorm for N x C x T x H x W video tensors, computed on their 4-D view N x C x T*H x W.
+
+    The statistics are per channel over N, T, H and W either way, so the numbers are those of
+    a BatchNorm on the 5-D tensor; the parameters (gamma, beta, running mean and variance) and
+    their names are those of nn.BatchNorm.  The reason is MXNet 1.9.1 with oneDNN on CPU: a
+    BatchNorm reading a Conv3D output fails in backward (``Check failed: !is_view``,
+    ndarray.cc:649), imperative and hybridized, while the 4-D view trains."""
+
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        y = super().hybrid_forward(F, x.reshape((0, 0, -3, 0)), gamma, beta, running_mean, running_var)
+        return F.reshape_like(y, x)
+
+
+def batch_norm(dims, channels, **kwargs):
+    """The BatchNorm after a `dims`-D convolution: nn.BatchNorm for images, FoldedBatchNorm
+    (the same parameters, trainable under oneDNN) for video."""
+    return (FoldedBatchNorm if dims == 3 else nn.BatchNorm)(in_channels=channels, **_BN_KW, **kwargs)
+
+
 def parse_blocks(blocks, stages):
     """['conv3:2', ...] or 'conv3:2,conv4:1' -> sorted [(stage name, unit), ...], validated."""
     if isinstance(blocks, str):
@@ -96,7 +116,7 @@ class Bottleneck(nn.HybridBlock):
             self.conv1 = conv(
                 width, _kernel(dims, 1, 1), in_channels=in_channels, use_bias=False, prefix="conv1_"
             )
-            self.bn1 = nn.BatchNorm(in_channels=width, prefix="bn1_", **_BN_KW)
+            self.bn1 = batch_norm(dims, width, prefix="bn1_")
             self.conv2 = conv(
                 width,
                 k,
@@ -106,15 +126,12 @@ class Bottleneck(nn.HybridBlock):
                 use_bias=False,
                 prefix="conv2_",
             )
-            self.bn2 = nn.BatchNorm(in_channels=width, prefix="bn2_", **_BN_KW)
+            self.bn2 = batch_norm(dims, width, prefix="bn2_")
             self.conv3 = conv(
                 channels, _kernel(dims, 1, 1), in_channels=width, use_bias=False, prefix="conv3_"
             )
-            self.bn3 = nn.BatchNorm(
-                in_channels=channels,
-                gamma_initializer="zeros" if last_gamma else "ones",
-                prefix="bn3_",
-                **_BN_KW,
+            self.bn3 = batch_norm(
+                dims, channels, gamma_initializer="zeros" if last_gamma else "ones", prefix="bn3_"
             )
             if in_channels != channels or stride != 1 or temporal_stride != 1:
                 self.downsample = nn.HybridSequential(prefix="down_")
@@ -128,7 +145,7 @@ class Bottleneck(nn.HybridBlock):
                         prefix="conv_",
                     )
                 )
-                self.downsample.add(nn.BatchNorm(in_channels=channels, prefix="bn_", **_BN_KW))
+                self.downsample.add(batch_norm(dims, channels, prefix="bn_"))
             else:
                 self.downsample = None
 
@@ -186,7 +203,7 @@ class ResNet(nn.HybridBlock):
                     prefix="conv1_",
                 )
             )
-            self.features.add(nn.BatchNorm(in_channels=stem.channels, prefix="conv1_bn_", **_BN_KW))
+            self.features.add(batch_norm(dims, stem.channels, prefix="conv1_bn_"))
             self.features.add(nn.Activation("relu"))
             if stem.maxpool:
                 pool = nn.MaxPool3D if dims == 3 else nn.MaxPool2D

@@ -51,6 +51,18 @@ def default_layout(F, y):
     return F.slice_axis(y, axis=0, begin=0, end=None)
 
 
+def unfold4d(F, y, x, dims):
+    """y, computed on fold4d(x, dims), back in x's layout (y itself for 2-D input).
+
+    y goes through default_layout before the reshape: when 3-D convolutions read the 5-D reshape
+    of a blocked-layout 4-D sum, MXNet 1.9.1's oneDNN fails in hybridized backward ("could not
+    create a primitive descriptor for a sum primitive"; in other graphs it corrupted the heap or
+    hung, measured on a2_resnet50_3d); from the default layout the reshape is exact."""
+    if dims == 2:
+        return y
+    return F.reshape_like(default_layout(F, y), x)
+
+
 def maxpool_spatial(dims):
     """Max pooling by 2 over the spatial axes only, as a 2-D pooling of the 4-D view: over L for
     1-D input (N x C x L x 1), over H and W otherwise (video frames folded into channels, so

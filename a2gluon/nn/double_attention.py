@@ -3,7 +3,7 @@
 import mxnet as mx
 from mxnet.gluon import nn
 
-from ._common import check_dims, check_input, conv1x1, fold4d, reduced
+from ._common import check_dims, check_input, conv1x1, fold4d, reduced, unfold4d
 
 ASSOCIATIONS = ("left", "right")
 
@@ -110,7 +110,7 @@ class DoubleAttention(nn.HybridBlock):
             z = F.batch_dot(a, relation)  # N x m x L
         z = F.reshape_like(z, a_map)
         out = x4 + self.norm(self.extend(z))
-        return out if self.dims == 2 else F.reshape_like(out, x)
+        return unfold4d(F, out, x, self.dims)
 
     def __repr__(self):
         return (

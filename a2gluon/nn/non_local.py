@@ -10,6 +10,7 @@ from ._common import (
     fold4d,
     maxpool_spatial,
     reduced,
+    unfold4d,
 )
 
 
@@ -91,7 +92,7 @@ class NonLocal(nn.HybridBlock):
         y = F.batch_dot(g, f, transpose_b=True)  # N x d x L
         y = F.reshape_like(y, theta_map)
         out = x4 + self.norm(self.extend(y))
-        return out if self.dims == 2 else F.reshape_like(out, x)
+        return unfold4d(F, out, x, self.dims)
 
     def __repr__(self):
         return (

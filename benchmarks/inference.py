@@ -1,41 +1,67 @@
-"""Inference throughput of a2_resnet50 against resnet50 on CPU: Gluon, exported symbol, onnxruntime.
+"""Inference on CPU in every runtime: throughput of a2_resnet50 against resnet50 (Gluon, exported
+fp32 symbol, its oneDNN-fused graph, the calibrated INT8 graph, onnxruntime fp32 and INT8), and
+the held-out top-1 of a trained a2_resnet26 in each runtime.
 
-eval_imagenet.py's model step on one in-memory batch (no data loading), 3×224×224 input, 1000
-classes, float32, CPU, randomly initialised weights (MSRAPrelu, seed 0) exported once with
-`a2gluon.deploy.export_model(..., onnx=True)` and shared by the three runtimes. 'Gluon,
-hybridized': the registry model with the exported parameters, static_alloc and static_shape;
-'exported symbol': PREFIX-symbol.json + PREFIX-0000.params through `mx.gluon.SymbolBlock.imports`,
-hybridized the same way (what `eval_imagenet.py --symbol` runs); 'onnxruntime': `InferenceSession`
-on the exported PREFIX.onnx, CPUExecutionProvider, --threads intra-op threads, 1 inter-op thread,
-all graph optimisations (that worker does not import MXNet).
+Throughput: eval_imagenet.py's model step on one in-memory batch (no data loading), 3×224×224
+input, 1000 classes, CPU, randomly initialised weights (MSRAPrelu, seed 0) exported once with
+`a2gluon.deploy.export_model(..., onnx=True, fused=True, int8=...)` and shared by the runtimes.
+'Gluon': the registry model with the exported parameters; 'fp32 symbol': PREFIX-symbol.json +
+PREFIX-0000.params through `mx.gluon.SymbolBlock.imports` (the unfused graph, the baseline of the
+speed-ups); 'fp32 fused': PREFIX-fused (oneDNN's fused graph, what eval and predict run in
+float32); 'INT8': PREFIX-int8 (oneDNN INT8; naive calibration on 64 seeded standard-normal
+images, which sets the speed, not the accuracy); all hybridized with static_alloc and
+static_shape. 'onnxruntime': `InferenceSession` on PREFIX.onnx / PREFIX-int8.onnx (onnxruntime's
+static QDQ quantization, uint8 activations, per-channel int8 weights; `onnxruntime.quantization`
+imports `ml_dtypes`, which the onnx extra does not install: the row is left out without it),
+CPUExecutionProvider, --threads intra-op threads, 1 inter-op thread, all graph optimisations
+(that worker does not import MXNet).
 
 - **images/s**: batch / median step time over the timed steps of the fresh processes of a cell
   (the two models alternating); a step ends with the logits in a numpy array. In brackets: the
   lowest and highest of the processes' own medians.
 - **time per image** ratio: the first model's time per image over the second's; **multiply-adds**:
-  `a2gluon.profile.profile_model` at batch 1.
-- **agreement**: one batch of 2 seeded standard-normal images through the three runtimes in one
-  process; largest absolute difference of the logits from the Gluon model's, and whether the
-  top-1 classes are the same.
+  `a2gluon.profile.profile_model` at batch 1; **× fp32 symbol**: the runtime's images/s over
+  the unfused fp32 symbol's, same model and batch.
+- **agreement (random weights)**: 8 seeded standard-normal images through every runtime in one
+  process; largest absolute difference of the logits from the Gluon model's and how many top-1
+  classes are the same. With random weights an INT8 model's top-1 says little: the held-out
+  table is the accuracy measurement.
+- **held-out top-1**: `a2_resnet26` trained on scikit-learn's digit scans (a2gluon.data digits,
+  32×32, 1438 training and 359 held-out images, train_imagenet.py with --accuracy-epochs epochs,
+  batch 32, lr 0.02 cosine, 1 warm-up epoch), exported with INT8 calibrated (naive) on 512 of its
+  training images; top-1 of every runtime on the held-out images and agreement of its top-1 with
+  the fp32 Gluon model's.
 
 Usage: python benchmarks/inference.py [--quick] [--batches 1,32] [--repeat N] [--repeat-batched N]
        [--warmup N] [--rounds N] [--threads N] [--models a2_resnet50,resnet50]
-       [--runtimes gluon,symbol,onnxruntime] [--out DIR] [--render]
+       [--runtimes gluon,symbol,fused,int8,onnxruntime,onnxruntime-int8] [--accuracy-epochs N]
+       [--no-accuracy] [--isa AVX2,AVX512_CORE] [--out DIR] [--render]
 """
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 
 import _harness as h
 
 RUNTIMES = {
-    "gluon": "Gluon, hybridized",
-    "symbol": "exported symbol (SymbolBlock)",
-    "onnxruntime": "onnxruntime (CPU)",
+    "gluon": "Gluon, hybridized (fp32)",
+    "symbol": "fp32 symbol, unfused",
+    "fused": "fp32 symbol, oneDNN-fused",
+    "int8": "INT8 symbol (oneDNN)",
+    "onnxruntime": "onnxruntime fp32",
+    "onnxruntime-int8": "onnxruntime INT8",
 }
-INPUT_SHAPE, CLASSES, CHECK_BATCH = (3, 224, 224), 1000, 2
+ONEDNN_RUNTIMES = ("symbol", "fused", "int8")  # the ones --isa limits
+ISA_CAPS = ("SSE41", "AVX", "AVX2", "AVX512_CORE", "AVX512_CORE_VNNI")
+INPUT_SHAPE, CLASSES, CHECK_BATCH, CALIB_IMAGES = (3, 224, 224), 1000, 8, 64
+# what the digits model is trained with (tests/conftest.py's DIGITS_RECIPE, more epochs)
+DIGITS_TRAIN = ["--model", "a2_resnet26", "--input-size", "32", "--num-data-workers", "1"]
+DIGITS_TRAIN += ["--batch-size", "32", "--lr", "0.02", "--lr-mode", "cosine", "--warmup-epochs", "1"]
+DIGITS_TRAIN += ["--min-random-area", "0.8", "--no-wd", "--log-interval", "50"]
 
 
 def make_batch(batch, seed=0):
@@ -45,59 +71,133 @@ def make_batch(batch, seed=0):
     return np.random.RandomState(seed).standard_normal((batch, *INPUT_SHAPE)).astype(np.float32)
 
 
-def make_step(runtime, prefix, x, threads):
-    """eval_imagenet.py's model step in `runtime` on batch `x`: a call returning numpy logits."""
-    if runtime == "onnxruntime":
+def runtime_files(runtime, prefix):
+    """The export prefix (or ONNX file) a runtime runs."""
+    return {
+        "fused": prefix + "-fused",
+        "int8": prefix + "-int8",
+        "onnxruntime": prefix + ".onnx",
+        "onnxruntime-int8": prefix + "-int8.onnx",
+    }.get(runtime, prefix)
+
+
+def make_net(runtime, prefix, model=None):
+    """A callable (numpy batch -> numpy logits) running `runtime` on the export under `prefix`."""
+    if runtime.startswith("onnxruntime"):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+        options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        session = ort.InferenceSession(prefix + ".onnx", options, providers=["CPUExecutionProvider"])
+        options.log_severity_level = 3
+        path = runtime_files(runtime, prefix)
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        return lambda: session.run(None, {name: x})[0]
+        return lambda x: session.run(None, {name: x})[0]
     import mxnet as mx
 
     from a2gluon.deploy import load_gluon_model, load_symbol_model
-    from a2gluon.engine.evaluate import forward
 
-    ctx = [mx.cpu()]
     if runtime == "gluon":
-        net = load_gluon_model(os.path.basename(prefix), f"{prefix}-0000.params", CLASSES, ctx[0]).net
+        net = load_gluon_model(model or os.path.basename(prefix), f"{prefix}-0000.params").net
     else:
-        net = load_symbol_model(prefix, 0, ctx=ctx[0]).net
-    net.hybridize(static_alloc=True, static_shape=True)  # a2gluon.cli.evaluate.prepare, float32
-    data = mx.nd.array(x, ctx=ctx[0])
-    mx.nd.waitall()
-    return lambda: mx.nd.concat(*forward(net, data, ctx), dim=0).asnumpy()
+        net = load_symbol_model(runtime_files(runtime, prefix)).net
+    net.hybridize(static_alloc=True, static_shape=True)  # a2gluon.cli.evaluate.prepare
+    return lambda x: net(mx.nd.array(x, ctx=mx.cpu())).asnumpy()
+
+
+def check(case):
+    """Logits of CHECK_BATCH seeded images in every runtime against the Gluon model's."""
+    import numpy as np
+
+    x = make_batch(CHECK_BATCH, seed=1)
+    ref = make_net("gluon", case["check"])(x).astype(np.float64)
+    out = {"max_abs_output": float(np.abs(ref).max()), "images": CHECK_BATCH, "runtimes": {}}
+    for runtime in case["runtimes"]:
+        if runtime != "gluon":
+            got = make_net(runtime, case["check"])(x).astype(np.float64)
+            same = int((got.argmax(1) == ref.argmax(1)).sum())
+            out["runtimes"][runtime] = {"max_abs_diff": float(np.abs(got - ref).max()), "top1_same": same}
+    return out
+
+
+def accuracy(case):
+    """Train a2_resnet26 on the digits, export every graph, score the held-out images in each."""
+    import numpy as np
+
+    from a2gluon.data import make_digits_imagenet, pack, val_iter
+    from a2gluon.deploy import export_model, load_gluon_model
+    from a2gluon.deploy.int8 import Int8Options, calibration_set
+
+    root = case["accuracy"]
+    made = make_digits_imagenet(os.path.join(root, "images"), image_size=32)
+    train = pack(made["train"], os.path.join(root, "train"), resize=32, num_workers=1, progress=False)
+    val = pack(made["val"], os.path.join(root, "val"), resize=32, num_workers=1,
+               classes=train["classes_json"], progress=False)  # fmt: skip
+    epochs, save = case["epochs"], os.path.join(root, "run")
+    cmd = [sys.executable, str(h.ROOT / "train_imagenet.py"), *DIGITS_TRAIN, "--num-epochs", str(epochs)]
+    cmd += ["--rec-train", train["rec"], "--rec-train-idx", train["idx"], "--save-dir", save]
+    start = time.perf_counter()
+    env = dict(os.environ, MXNET_ENFORCE_DETERMINISM="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=h.ROOT)
+    if proc.returncode:
+        return {"error": "training failed", "stderr_tail": proc.stderr.splitlines()[-5:]}
+    train_s = time.perf_counter() - start
+    params = os.path.join(save, f"imagenet-a2_resnet26-{epochs:04d}.params")
+    loaded = load_gluon_model(None, params)
+    calib = calibration_set(train["rec"], train["idx"], num_images=512, input_size=32)
+    int8 = Int8Options(calib, "naive", onnx="onnxruntime-int8" in case["runtimes"])
+    prefix = os.path.join(root, "digits")
+    export_model(loaded, prefix, (3, 32, 32), onnx=True, fused=True, int8=int8)
+    it = val_iter(val["rec"], val["idx"], val["images"], input_size=32, num_workers=1)
+    batch = next(iter(it))
+    count = val["images"] - (batch.pad or 0)
+    x, labels = batch.data[0].asnumpy()[:count], batch.label[0].asnumpy()[:count].astype(np.int64)
+    top1 = {r: make_net(r, prefix, "a2_resnet26")(x).argmax(1) for r in case["runtimes"]}
+    ref = top1["gluon"]
+    return {
+        "images": int(count),
+        "train_images": train["images"],
+        "epochs": epochs,
+        "train_s": train_s,
+        "calib_images": calib.count,
+        "runtimes": {
+            r: {"top1": float((p == labels).mean()), "agreement": float((p == ref).mean())}
+            for r, p in top1.items()
+        },
+    }
 
 
 def measure(case):
-    """Passes of one (runtime, model, batch) case, or the agreement of the three runtimes."""
+    """Passes of one (runtime, model, batch) case, the runtimes' agreement, or the accuracy run."""
     if "check" in case:
-        import numpy as np
-
-        x = make_batch(CHECK_BATCH, seed=1)
-        out = {r: make_step(r, case["check"], x, case["threads"])().astype(np.float64) for r in RUNTIMES}
-        ref = out["gluon"]
-        return {
-            "max_abs_output": float(np.abs(ref).max()),
-            "max_abs_diff": {r: float(np.abs(out[r] - ref).max()) for r in ("symbol", "onnxruntime")},
-            "top1_agrees": {
-                r: bool((out[r].argmax(1) == ref.argmax(1)).all()) for r in ("symbol", "onnxruntime")
-            },
-        }
+        return check(case)
+    if "accuracy" in case:
+        return accuracy(case)
+    if case.get("isa"):  # oneDNN reads it at its first primitive, after this
+        os.environ["DNNL_MAX_CPU_ISA"] = case["isa"]
     start = time.perf_counter()
-    step = make_step(case["runtime"], case["prefix"], make_batch(case["batch"]), case["threads"])
+    net, x = make_net(case["runtime"], case["prefix"]), make_batch(case["batch"])
     load_s = time.perf_counter() - start
-    return dict(h.passes(step, case["warmup"], case["repeat"]), model_load_s=load_s)
+    return dict(h.passes(lambda: net(x), case["warmup"], case["repeat"]), model_load_s=load_s)
 
 
-def export_models(models, workdir):
-    """Build, initialise and export every model (symbol, params, ONNX); {model: file sizes}."""
+def ort_quantization_problem():
+    """Why onnxruntime's INT8 quantization cannot run here, or None."""
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as err:
+        return f"onnxruntime.quantization does not import ({err})"
+    return None
+
+
+def export_models(models, workdir, runtimes):
+    """Build, initialise and export every model (symbol, params, ONNX, fused, INT8); {model: file sizes}."""
     import mxnet as mx
 
     from a2gluon.deploy import LoadedModel, build_model, export_model
+    from a2gluon.deploy.int8 import CalibrationSet, Int8Options
 
     sizes = {}
     for model in models:
@@ -105,38 +205,94 @@ def export_models(models, workdir):
         net = build_model(model, classes=CLASSES)
         net.initialize(mx.init.MSRAPrelu(), ctx=mx.cpu())
         loaded = LoadedModel(net=net, model=model, num_classes=CLASSES, input_shape=INPUT_SHAPE)
-        files = export_model(loaded, os.path.join(workdir, model), INPUT_SHAPE, onnx=True)
-        sizes[model] = {kind: os.path.getsize(files[kind]) for kind in ("symbol", "params", "onnx")}
+        int8 = None
+        if "int8" in runtimes or "onnxruntime-int8" in runtimes:
+            calib = CalibrationSet(
+                "seeded standard-normal images", mx.nd.array(make_batch(CALIB_IMAGES, 2)), 64
+            )
+            int8 = Int8Options(calib, "naive", onnx="onnxruntime-int8" in runtimes, check_images=8)
+        files = export_model(
+            loaded, os.path.join(workdir, model), INPUT_SHAPE, onnx=True, fused=True, int8=int8
+        )
+        sizes[model] = {
+            kind: os.path.getsize(path) for kind, path in files.items() if "params" in kind or "onnx" in kind
+        }
     return sizes
 
 
+def _speedup(row, model, baseline):
+    res = row["results"][model]
+    return h.times(h.ratio(res.get("images_per_s"), (baseline or {}).get("images_per_s")))
+
+
 def render(report):
-    """The throughput table, the agreement table and their notes."""
+    """The throughput table, the agreement and accuracy tables, and their notes."""
     first, second = report["models"]
     macs, s, env = report["multiply_adds"], report["settings"], report["environment"]
     mac_ratio = macs[first]["macs"] / macs[second]["macs"]
-
+    symbol = {
+        (r["batch"], r.get("isa"), m): r["results"][m]
+        for r in report["results"]
+        if r["runtime"] == "symbol"
+        for m in r["results"]
+    }
     rows = []
     for row in report["results"]:
-        a, b = row["results"][first], row["results"][second]
+        a, b, batch, isa = row["results"][first], row["results"][second], row["batch"], row.get("isa")
         ratio = h.times(h.ratio(b.get("images_per_s"), a.get("images_per_s")))
-        rows.append(
-            [RUNTIMES[row["runtime"]], row["batch"], h.spread(a), h.spread(b), ratio, f"{mac_ratio:.2f}×"]
-        )
+        label = RUNTIMES[row["runtime"]] + (f", oneDNN limited to {isa}" if isa else "")
+        cells = [label, batch, h.spread(a), h.spread(b), ratio, f"{mac_ratio:.2f}×"]
+        cells += [_speedup(row, m, symbol.get((batch, isa, m))) for m in (first, second)]
+        rows.append(cells)
     header = ["runtime", "batch", f"{first} images/s", f"{second} images/s"]
     header += [f"{first} / {second} time per image", f"{first} / {second} multiply-adds"]
-    lines = h.table(header, rows, "lrrrrr")
-    if report["agreement"]:
+    header += [f"{first} × fp32 symbol", f"{second} × fp32 symbol"]
+    lines = h.table(header, rows, "lrrrrrrr")
+    if report.get("agreement"):
         rows = []
         for model, chk in report["agreement"].items():
             if "error" in chk:
                 rows.append([f"`{model}`", h.fmt(chk, ""), "", "", ""])
                 continue
-            diff, agree = chk["max_abs_diff"], chk["top1_agrees"]
-            cells = [f"{chk['max_abs_output']:.3g}", f"{diff['symbol']:.2g}", f"{diff['onnxruntime']:.2g}"]
-            rows.append([f"`{model}`", *cells, "yes" if all(agree.values()) else f"no: {agree}"])
-        header = ["model", "largest \\|logit\\| (Gluon)", "symbol − Gluon, max abs"]
-        lines += ["", *h.table(header + ["onnxruntime − Gluon, max abs", "top-1 agrees"], rows, "lrrrl")]
+            for runtime, got in chk["runtimes"].items():
+                same = f"{got['top1_same']} of {chk['images']}"
+                rows.append(
+                    [
+                        f"`{model}`",
+                        RUNTIMES[runtime],
+                        f"{chk['max_abs_output']:.3g}",
+                        f"{got['max_abs_diff']:.2g}",
+                        same,
+                    ]
+                )
+        header = [
+            "model (random weights)",
+            "runtime",
+            "largest \\|logit\\| (Gluon)",
+            "− Gluon, max abs",
+            "top-1 as Gluon",
+        ]
+        lines += ["", *h.table(header, rows, "llrrr")]
+    acc = report.get("accuracy")
+    if acc and "error" not in acc:
+        fp32 = acc["runtimes"]["gluon"]["top1"]
+        rows = [
+            [
+                RUNTIMES[r],
+                f"{100 * v['top1']:.2f} %",
+                f"{100 * (v['top1'] - fp32):+.2f}",
+                f"{100 * v['agreement']:.2f} %",
+            ]
+            for r, v in acc["runtimes"].items()
+        ]
+        header = [
+            f"runtime (a2_resnet26, digits, {acc['images']} held-out images)",
+            "top-1",
+            "− fp32 (points)",
+        ]
+        lines += ["", *h.table(header + ["top-1 agreement with fp32"], rows, "lrrr")]
+    elif acc:
+        lines += ["", f"Held-out accuracy: {h.fmt(acc, '')}"]
     cells = [(row["batch"], r.get("repeat")) for row in report["results"] for r in row["results"].values()]
     repeats = "; ".join(f"batch {b}: {n}" for b, n in sorted({(b, h.counts(n)) for b, n in cells if n}))
     settings = (
@@ -144,7 +300,15 @@ def render(report):
     )
     settings += f"{macs[first]['macs'] / 1e9:.2f} G / {macs[second]['macs'] / 1e9:.2f} G; onnxruntime "
     settings += f"{env['onnxruntime']} with {env['omp_num_threads']} intra-op threads."
-    return "\n".join(lines + h.notes(__doc__, report, settings))
+    bullets = [settings]
+    if acc and "error" not in acc:
+        bullets.append(
+            f"Digits model: {acc['epochs']} epochs on {acc['train_images']} images ({acc['train_s']:.0f} s), "
+            f"INT8 calibrated on {acc['calib_images']} of them."
+        )
+    bullets += [f"Not run: {name}: {why}" for name, why in report.get("skipped", {}).items()]
+    bullets.append(f"CPU instruction sets: {env.get('cpu_isa', 'unknown')}.")
+    return "\n".join(lines + h.notes(__doc__, report, *bullets))
 
 
 def main(argv=None):
@@ -160,13 +324,26 @@ def main(argv=None):
         help="the A² model, then its baseline",
     )
     p.add_argument("--runtimes", type=h.names(RUNTIMES), default=list(RUNTIMES), help=",".join(RUNTIMES))
+    p.add_argument(
+        "--accuracy-epochs", type=h.at_least(1), default=12, help="digits training epochs (default 12)"
+    )
+    p.add_argument("--no-accuracy", action="store_true", help="skip the trained model's held-out accuracy")
+    p.add_argument(
+        "--isa",
+        type=h.names(ISA_CAPS),
+        default=[],
+        help="also time the MXNet fp32 and INT8 graphs with oneDNN limited to these instruction sets "
+        f"(DNNL_MAX_CPU_ISA; {','.join(ISA_CAPS)}), emulating older CPUs",
+    )
     quick = {"batches": [1], "rounds": 1, "repeat": 2, "warmup": 1, "models": ["a2_resnet26", "resnet26"]}
+    quick["no_accuracy"] = True
     args = h.parse(p, argv, "inference", measure, render, quick)
     if args is None:
         return 0
     import onnx
     import onnxruntime
 
+    from a2gluon.deploy.int8 import cpu_flags, effective_isa, int8_cpu_problem
     from a2gluon.models import list_models
     from a2gluon.profile import profile_model
 
@@ -174,42 +351,64 @@ def main(argv=None):
         p.error(
             f"--models: give two registry models, the A² model and its baseline, got {','.join(args.models)}"
         )
+    skipped = {}
+    for runtime, problem in (("int8", int8_cpu_problem()), ("onnxruntime-int8", ort_quantization_problem())):
+        if runtime in args.runtimes and problem:
+            skipped[runtime] = problem
+    if "int8" in skipped and "onnxruntime-int8" in args.runtimes:
+        skipped["onnxruntime-int8"] = "needs the INT8 export"
+    runtimes = [r for r in args.runtimes if r not in skipped]
     run = h.Run(__file__, args)
     workdir = tempfile.mkdtemp(prefix="a2gluon-inference-")
     try:
         h.say(f"exporting {', '.join(args.models)} to {workdir}")
-        exported = export_models(args.models, workdir)
+        exported = export_models(args.models, workdir, runtimes)
         agreement = {}
-        if args.runtimes == list(RUNTIMES):
-            for model in args.models:
-                case = {"check": os.path.join(workdir, model), "threads": args.threads}
-                agreement[model] = run.worker(case, f"checking {model}: outputs of the three runtimes")
+        for model in args.models:
+            case = {"check": os.path.join(workdir, model), "runtimes": runtimes}
+            agreement[model] = run.worker(case, f"checking {model}: outputs of the runtimes")
+        acc = None
+        if not args.no_accuracy:
+            case = {
+                "accuracy": os.path.join(workdir, "digits"),
+                "epochs": args.accuracy_epochs,
+                "runtimes": runtimes,
+            }
+            acc = run.worker(case, "training a2_resnet26 on the digits; held-out top-1 of each runtime")
 
         def case_of(key):
-            batch, runtime, model = key
+            batch, runtime, model, isa = key
             repeat = args.repeat if batch == 1 else args.repeat_batched
-            case = {"runtime": runtime, "prefix": os.path.join(workdir, model), "batch": batch}
-            return dict(case, repeat=repeat, warmup=args.warmup, threads=args.threads)
+            case = {"runtime": runtime, "prefix": os.path.join(workdir, model), "batch": batch, "isa": isa}
+            return dict(case, repeat=repeat, warmup=args.warmup)
 
-        keys = [(b, r, m) for b in args.batches for r in args.runtimes for m in args.models]
+        rows = [(b, r, None) for b in args.batches for r in runtimes]
+        rows += [
+            (b, r, isa) for isa in args.isa for b in args.batches for r in runtimes if r in ONEDNN_RUNTIMES
+        ]
+        keys = [(b, r, m, isa) for b, r, isa in rows for m in args.models]
         rounds = run.rounds(keys, case_of)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results = []
-    for batch in args.batches:
-        for runtime in args.runtimes:
-            res = {m: h.combine(rounds[(batch, runtime, m)]) for m in args.models}
-            for r in res.values():
-                if "median_ms" in r:
-                    r["images_per_s"] = batch * 1e3 / r["median_ms"]
-                    r["round_images_per_s"] = [batch * 1e3 / m for m in r["round_median_ms"]]
-            results.append({"runtime": runtime, "batch": batch, "results": res})
+    for batch, runtime, isa in rows:
+        res = {m: h.combine(rounds[(batch, runtime, m, isa)]) for m in args.models}
+        for r in res.values():
+            if "median_ms" in r:
+                r["images_per_s"] = batch * 1e3 / r["median_ms"]
+                r["round_images_per_s"] = [batch * 1e3 / m for m in r["round_median_ms"]]
+        results.append({"runtime": runtime, "batch": batch, "isa": isa, "results": res})
     profiles = {m: profile_model(m, INPUT_SHAPE, classes=CLASSES) for m in args.models}
     macs = {m: {"macs": prof.macs, "params": prof.params} for m, prof in profiles.items()}
     report = {"models": args.models, "multiply_adds": macs, "export_bytes": exported, "agreement": agreement}
-    report.update(
-        results=results, environment={"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
-    )
+    report.update(results=results, accuracy=acc, skipped=skipped)
+    flags = cpu_flags() or set()
+    isa = ", ".join(sorted(f for f in flags if f.startswith("avx512") or f in ("avx2", "fma"))) or "unknown"
+    report["environment"] = {
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "cpu_isa": f"{isa} (oneDNN level {effective_isa()})",
+    }
     run.write("inference", report, render)
     return 0
 

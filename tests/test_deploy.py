@@ -114,7 +114,11 @@ def test_export_cli_a2_resnet26_symbol_onnx_and_classes(tmp_path, capsys):
     assert meta["model"] == "a2_resnet26" and meta["num_classes"] == 7 and meta["input_size"] == 64
     import onnx
 
-    onnx.checker.check_model(onnx.load(prefix + ".onnx"))
+    model = onnx.load(prefix + ".onnx")
+    onnx.checker.check_model(model)
+    read = {name for node in model.graph.node for name in node.input}
+    assert [t.name for t in model.graph.initializer if t.name not in read] == []  # onnxruntime warns of each
+    assert "Split" in {node.op_type for node in model.graph.node}  # the fused phi/theta/rho projection
     check_exported(prefix, x, y, tmp_path)
     import onnxruntime as ort  # the ONNX model's batch axis is free
 
@@ -169,6 +173,68 @@ def test_export_reads_training_meta_nonlocal(tmp_path):
     assert export_cli.main(["--params", params, "--out", prefix, "--onnx"]) == 0
     assert read_class_names(prefix + ".classes.json") == ["cat", "dog", "fox"]
     check_exported(prefix, x, y, tmp_path)
+
+
+def test_fused_export_loads_in_plain_mxnet(tmp_path):
+    """--fused writes PREFIX-fused (oneDNN's fused fp32 graph, with its own meta and class list)
+    beside the plain export; SymbolBlock.imports and Module.load read it without a2gluon and
+    give the Gluon model's output."""
+    params, x, y = trained_params(tmp_path / "net.params", "a2_resnet26", (3, 64, 64))
+    prefix = str(tmp_path / "exp")
+    args = ["--model", "a2_resnet26", "--params", params, "--out", prefix, "--input-size", "64", "--fused"]
+    assert export_cli.main(args + ["--classes", _class_file(tmp_path)]) == 0
+    meta = json.loads(open(prefix + "-fused.json").read())
+    assert meta["graph"] == "fp32-fused" and meta["input_size"] == 64
+    assert json.loads(open(prefix + ".json").read())["graph"] == "fp32"
+    assert read_class_names(prefix + "-fused.classes.json") == [f"c{i}" for i in range(7)]
+    ops = {n["op"] for n in json.loads(open(prefix + "-fused-symbol.json").read())["nodes"]}
+    assert "_sg_mkldnn_conv" in ops and "BatchNorm" not in ops, ops
+    check_exported(prefix + "-fused", x, y, tmp_path)
+    loaded = load_symbol_model(prefix + "-fused")
+    assert loaded.graph == "fp32-fused" and loaded.classes[0] == "c0"
+
+
+def _class_file(folder):
+    path = folder / "names.json"
+    path.write_text(json.dumps({"classes": [f"c{i}" for i in range(7)]}))
+    return str(path)
+
+
+def test_projection_is_one_convolution_and_old_checkpoints_load(tmp_path):
+    """phi, theta and rho run as one convolution over their concatenated weights, with the
+    parameters and names they had as three: a checkpoint written by the three-convolution
+    block (simulated by its forward, restored below) loads unchanged through load_gluon_model,
+    net.load_parameters (the trainer's resume) and export, and gives the same outputs."""
+    from a2gluon.nn import DoubleAttention
+
+    block = DoubleAttention(64, prefix="a2_")
+    block.initialize()
+    ops = [n["op"] for n in json.loads(block(mx.sym.var("data")).tojson())["nodes"]]
+    assert ops.count("Convolution") == 2 and "SliceChannel" in ops  # projection + extension
+    assert sorted(block.collect_params()) == sorted(
+        f"a2_{p}"
+        for p in ["phi_weight", "phi_bias", "theta_weight", "theta_bias", "rho_weight", "rho_bias"]
+        + ["extend_weight", "norm_gamma", "norm_beta", "norm_running_mean", "norm_running_var"]
+    )
+
+    def three_convolutions(self, F, x):  # the block's projection before the fusion
+        return self.phi(x), self.theta(x), self.rho(x)
+
+    fused = DoubleAttention._project
+    DoubleAttention._project = three_convolutions
+    try:
+        params, x, y_old = trained_params(tmp_path / "old.params", "a2_resnet26", (3, 64, 64))
+    finally:
+        DoubleAttention._project = fused
+    loaded = load_gluon_model("a2_resnet26", params)
+    np.testing.assert_allclose(loaded.net(mx.nd.array(x)).asnumpy(), y_old, rtol=1e-5, atol=1e-5)
+    net = get_model("a2_resnet26", classes=7)
+    net.load_parameters(params)  # what the trainer's --resume does
+    np.testing.assert_allclose(net(mx.nd.array(x)).asnumpy(), y_old, rtol=1e-5, atol=1e-5)
+    prefix = str(tmp_path / "exp")
+    export_model(loaded, prefix, (3, 64, 64), fused=True)
+    check_exported(prefix, x, y_old, tmp_path)
+    check_exported(prefix + "-fused", x, y_old, tmp_path)
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -282,6 +348,16 @@ def test_predict_cli_symbol_and_params_agree(small, tmp_path, capsys):
     assert [p["index"] for p in top] == [p["index"] for p in by_params[0]["predictions"]]
     np.testing.assert_allclose(
         [p["probability"] for p in top], [p["probability"] for p in by_params[0]["predictions"]], rtol=1e-4
+    )
+    assert predict_cli.main(args + ["--no-fuse"]) == 0  # the model as loaded, not the fused graph
+    unfused = json.loads(capsys.readouterr().out)
+    assert [p["index"] for p in unfused[0]["predictions"]] == [
+        p["index"] for p in by_params[0]["predictions"]
+    ]
+    np.testing.assert_allclose(
+        [p["probability"] for p in unfused[0]["predictions"]],
+        [p["probability"] for p in by_params[0]["predictions"]],
+        rtol=1e-4,
     )
     assert predict_cli.main([small["image"], "--symbol", prefix, "--topk", "2"]) == 0
     text = capsys.readouterr().out.splitlines()
@@ -423,8 +499,8 @@ def test_export_over_an_earlier_export_needs_force_and_leaves_none_of_its_files(
     classes.write_text("\n".join(f"c{i}" for i in range(7)))
     base = ["--model", "a2_resnet26", "--params", small["params"], "--out", prefix, "--input-size", "64"]
     assert export_cli.main(base + ["--classes", str(classes)]) == 0
-    for tail in ("-0003.params", ".onnx"):  # an older export's files under the same prefix
-        open(prefix + tail, "w").close()
+    for tail in ("-0003.params", ".onnx", "-int8-symbol.json", "-int8-0000.params", "-fused.json"):
+        open(prefix + tail, "w").close()  # an older export's files under the same prefix
     for tail in ("-0009.params", "-0009.json"):  # a training checkpoint: not part of any export
         open(prefix + tail, "w").close()
     capsys.readouterr()

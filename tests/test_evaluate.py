@@ -284,3 +284,54 @@ def test_checkpoints_skips_damaged_ones_and_fails_only_when_none_scores(digits, 
     assert err[-1] == f"eval_imagenet.py: error: none of the 3 checkpoints in {tmp_path} could be scored " + (
         "(each is skipped above with the reason)"
     )
+
+
+def test_runs_the_fused_graph_says_which_and_scores_as_unfused(digits, untrained, tmp_path, capsys):
+    """In float32 on a CPU eval runs oneDNN's fused graph (built from the Gluon params at load)
+    and prints which graph it ran; --no-fuse runs the Gluon model: the same logits within float
+    error, hence the same top-1 and top-5."""
+    scored = {}
+    for name, extra in (("fused", []), ("gluon", ["--no-fuse"])):
+        result = tmp_path / f"{name}.json"
+        args = ["--params", untrained, "--json-out", str(result), "-j", "1"] + extra + digits["val"]
+        code, out, err = in_process(args, capsys)
+        assert code == 0, err
+        lines = [line for line in out.splitlines() if line.startswith("graph: ")]
+        assert len(lines) == 1, out
+        scored[name] = json.loads(result.read_text()), lines[0]
+    fused, gluon = scored["fused"], scored["gluon"]
+    what = "fp32 oneDNN-fused graph: convolution + BatchNorm + ReLU + add folded"
+    assert fused[1] == f"graph: fp32-fused ({what}), built at load from Gluon params {untrained}"
+    assert gluon[1] == f"graph: gluon (fp32 Gluon graph, unfused), Gluon params {untrained}"
+    assert (fused[0]["graph"], gluon[0]["graph"]) == ("fp32-fused", "gluon")
+    assert fused[0]["top1"] == gluon[0]["top1"] and fused[0]["top5"] == gluon[0]["top5"]
+    assert fused[0]["images"] == gluon[0]["images"] == digits["images"][1]
+
+
+def test_fused_graph_gives_the_models_logits(untrained):
+    """The graph eval and predict run: oneDNN's fused graph of the loaded model, the Gluon
+    model's outputs within float error (random BatchNorm statistics, so every fold shows)."""
+    import mxnet as mx
+    import numpy as np
+
+    from a2gluon.deploy import load_gluon_model
+    from a2gluon.deploy.graph import fuse, inference_graph, ops, trace
+
+    loaded = load_gluon_model(None, untrained)
+    rng = np.random.RandomState(0)
+    for name, param in loaded.net.collect_params().items():
+        if name.endswith(("gamma", "running_var")):
+            param.set_data(mx.nd.array(rng.uniform(0.5, 1.5, param.shape)))
+        elif name.endswith(("beta", "running_mean")):
+            param.set_data(mx.nd.array(rng.uniform(-0.2, 0.2, param.shape)))
+    x = mx.nd.array(rng.uniform(-1, 1, (4, 3, 32, 32)))
+    want = loaded.net(x).asnumpy()
+    net, kind = inference_graph(loaded, mx.cpu())
+    assert kind == "fp32-fused"
+    got = net(x).asnumpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert (got.argmax(1) == want.argmax(1)).all()
+    sym, args, _ = trace(loaded.net)
+    fused, _ = fuse(sym, args)
+    assert "BatchNorm" not in ops(fused) and "Concat" not in ops(fused) and "_sg_mkldnn_conv" in ops(fused)
+    assert inference_graph(loaded, mx.cpu(), fused=False) == (loaded.net, "gluon")

@@ -33,6 +33,12 @@ def build_parser(prog=PROG):
     p.add_argument("--topk", type=int, default=5, help="classes to print per image (default 5)")
     p.add_argument("--input-size", type=int, help="crop size (default: the model's, else 224)")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
+    p.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="run the model as loaded instead of oneDNN's fused fp32 graph (exported fused and INT8 "
+        "graphs run as they are either way)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -45,7 +51,9 @@ def run(args):
     if args.classes:
         loaded.classes = read_class_names(args.classes)
         check_class_names(loaded.classes, loaded.num_classes, args.classes)
-    results = predict_images(loaded, args.images, input_size=args.input_size, topk=args.topk)
+    results = predict_images(
+        loaded, args.images, input_size=args.input_size, topk=args.topk, fused=not args.no_fuse
+    )
     print(json.dumps(results, indent=1) if args.json else format_predictions(results))
 
 

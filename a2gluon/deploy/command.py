@@ -10,11 +10,20 @@ from ..engine.checkpoint import CheckpointError
 from ..engine.devices import DeviceError
 from ..errors import error_line
 from .export import ExportError
+from .int8 import Int8Error
 from .loading import ModelLoadError
 from .onnx_export import OnnxExportError
 from .preprocess import ImageReadError
 
-INPUT_ERRORS = (ModelLoadError, ExportError, ImageReadError, DataError, CheckpointError, DeviceError)
+INPUT_ERRORS = (
+    ModelLoadError,
+    ExportError,
+    Int8Error,
+    ImageReadError,
+    DataError,
+    CheckpointError,
+    DeviceError,
+)
 
 
 def run_command(prog, fn, args):

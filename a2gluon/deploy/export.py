@@ -1,6 +1,10 @@
 """Export a trained Gluon model for deployment: PREFIX-symbol.json + PREFIX-0000.params (what
 mx.gluon.SymbolBlock.imports and mx.mod.Module.load read, without a2gluon), optionally
-PREFIX.onnx, and beside them PREFIX.json (model, input shape) and PREFIX.classes.json."""
+PREFIX.onnx, and beside them PREFIX.json (model, input shape) and PREFIX.classes.json.
+
+Variants, each a complete export of its own under PREFIX-VARIANT (symbol, params, meta, class
+list): PREFIX-fused (oneDNN's fused fp32 graph) and PREFIX-int8 (the calibrated INT8 graph, and
+with ONNX also PREFIX-int8.onnx from onnxruntime's static quantization)."""
 
 import contextlib
 import glob
@@ -13,6 +17,7 @@ import mxnet as mx
 
 from ..data.layout import write_classes
 from ..models import default_input_shape
+from .graph import fuse, graph_kind, trace
 from .loading import ModelLoadError, check_class_names
 
 # The networks downsample by 32; below that the last stages see less than one pixel.
@@ -69,28 +74,45 @@ def check_prefix(prefix):
         )
 
 
-def export_files(prefix, epoch=0, classes=False, onnx=False):
+VARIANTS = ("fused", "int8")  # PREFIX-VARIANT-symbol.json, ...: the graphs besides the plain one
+
+
+def export_files(prefix, epoch=0, classes=False, onnx=False, variants=(), int8_onnx=False):
     """{kind: path} of the files export_model writes under `prefix` (classes: whether it
-    writes a class list; onnx: whether it writes PREFIX.onnx)."""
+    writes a class list; onnx: whether it writes PREFIX.onnx; variants: which of VARIANTS it
+    writes, as kinds 'VARIANT-symbol', 'VARIANT-params', 'VARIANT-meta', 'VARIANT-classes';
+    int8_onnx: whether it writes PREFIX-int8.onnx, kind 'int8-onnx')."""
     files = {"symbol": f"{prefix}-symbol.json", "params": f"{prefix}-{epoch:04d}.params"}
     files["meta"] = f"{prefix}.json"
     if classes:
         files["classes"] = f"{prefix}.classes.json"
     if onnx:
         files["onnx"] = f"{prefix}.onnx"
+    for variant in variants:
+        stem = f"{prefix}-{variant}"
+        files[f"{variant}-symbol"] = f"{stem}-symbol.json"
+        files[f"{variant}-params"] = f"{stem}-{epoch:04d}.params"
+        files[f"{variant}-meta"] = f"{stem}.json"
+        if classes:
+            files[f"{variant}-classes"] = f"{stem}.classes.json"
+    if int8_onnx:
+        files["int8-onnx"] = f"{prefix}-int8.onnx"
     return files
 
 
 def earlier_export(prefix):
     """The files an earlier export to `prefix` left, sorted: PREFIX-symbol.json,
-    PREFIX-EEEE.params (any epoch), PREFIX.json, PREFIX.classes.json and PREFIX.onnx.  A
+    PREFIX-EEEE.params (any epoch), PREFIX.json, PREFIX.classes.json and PREFIX.onnx, and the
+    same of the variants PREFIX-fused and PREFIX-int8 (with PREFIX-int8.onnx).  A
     PREFIX-EEEE.params with a .json or .states beside it is a training checkpoint, not an
     export (the trainer names them imagenet-MODEL-EEEE.*), and is left out."""
     prefix = os.fspath(prefix)
-    found = [p for p in export_files(prefix, classes=True, onnx=True).values() if not p.endswith(".params")]
+    every = export_files(prefix, classes=True, onnx=True, variants=VARIANTS, int8_onnx=True)
+    found = [p for p in every.values() if not p.endswith(".params")]
+    numbered = re.compile("(?:(?:" + "|".join(VARIANTS) + r")-)?\d{4,}")
     for path in glob.glob(glob.escape(prefix) + "-*.params"):
         stem = path[: -len(".params")]
-        if re.fullmatch(r"\d{4,}", stem[len(prefix) + 1 :]) and not any(
+        if numbered.fullmatch(stem[len(prefix) + 1 :]) and not any(
             os.path.exists(stem + tail) for tail in (".json", ".states")
         ):
             found.append(path)
@@ -113,12 +135,73 @@ def _writing(path):
         raise ExportError(f"cannot write {path}: {error_line(err)}") from None
 
 
-def export_model(loaded, prefix, input_shape, classes=None, onnx=False, epoch=0, force=False):
+def _save_graph(sym, args, aux, files, tmp, kind):
+    """Write a symbol and its arrays to tmp[KIND-symbol] / tmp[KIND-params] and read both back."""
+    with _writing(files[f"{kind}-params"]):
+        sym.save(tmp[f"{kind}-symbol"])
+        arrays = {f"arg:{k}": v for k, v in args.items()}
+        arrays.update({f"aux:{k}": v for k, v in aux.items()})
+        mx.nd.save(tmp[f"{kind}-params"], arrays)
+    _read_back(files, tmp, kind)
+
+
+def _read_back(files, tmp, kind=None):
+    """Load the symbol and params just written (MXNet ignores a failing close: a full disk can
+    cut off the end unnoticed)."""
+    for part, read in (("symbol", mx.sym.load), ("params", mx.nd.load)):
+        key = f"{kind}-{part}" if kind else part
+        try:
+            read(tmp[key])
+        except mx.base.MXNetError:
+            raise ExportError(
+                f"{files[key]} was not written completely (is the disk full?); free some space and "
+                "export again"
+            ) from None
+
+
+def _write_meta(meta, files, tmp, kind=None, classes=None):
+    key = f"{kind}-meta" if kind else "meta"
+    with _writing(files[key]), open(tmp[key], "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+        f.write("\n")
+    if classes is not None:
+        key = f"{kind}-classes" if kind else "classes"
+        with _writing(files[key]):
+            write_classes(tmp[key], classes)
+
+
+def _check_int8(loaded, input_shape, int8):
+    """Raise Int8Error when INT8 cannot be exported as asked (video model, calibration images
+    of another size, a CPU without INT8 support)."""
+    from .int8 import Int8Error, require_int8_cpu
+
+    if len(input_shape) != 3:
+        raise Int8Error(
+            f"{loaded.model or 'the model'} is a video model; INT8 export (calibrated on images) is for "
+            "image models"
+        )
+    got = tuple(int8.calibration.data.shape[1:])
+    if got != tuple(input_shape):
+        raise Int8Error(
+            f"the calibration images are {'x'.join(map(str, got))} but the export's input is "
+            f"{'x'.join(map(str, input_shape))}; prepare them at the export's --input-size"
+        )
+    require_int8_cpu()
+
+
+def export_model(
+    loaded, prefix, input_shape, classes=None, onnx=False, epoch=0, force=False, fused=False, int8=None
+):
     """Write `loaded` (a LoadedModel from load_gluon_model) under `prefix`.
 
     Files: PREFIX-symbol.json, PREFIX-EEEE.params, PREFIX.json (model, model_kwargs,
-    num_classes, input_size, input_shape, classes), PREFIX.classes.json when class names are
-    known (`classes` or the model's), and PREFIX.onnx when `onnx`.  Returns {kind: path}.
+    num_classes, input_size, input_shape, classes, graph), PREFIX.classes.json when class names
+    are known (`classes` or the model's), and PREFIX.onnx when `onnx`.  With `fused`, the same
+    four files of oneDNN's fused fp32 graph under PREFIX-fused; with `int8` (an
+    a2gluon.deploy.int8.Int8Options), those of the calibrated INT8 graph under PREFIX-int8, whose
+    meta also records the calibration and the INT8 graph's top-1 agreement with the fp32 one on
+    (up to 64 of) the calibration images, and with `int8.onnx` PREFIX-int8.onnx.  Returns
+    {kind: path} (kinds as export_files names them).
 
     Files of an earlier export to `prefix` (see earlier_export) are an ExportError unless
     `force`; then the new files replace them and those it does not write are removed, so that
@@ -136,11 +219,15 @@ def export_model(loaded, prefix, input_shape, classes=None, onnx=False, epoch=0,
     except ModelLoadError as err:
         raise ExportError(str(err)) from None
     check_input_shape(net, input_shape, loaded.model)
+    if int8 is not None:
+        _check_int8(loaded, input_shape, int8)
     if onnx:  # fail before writing anything when the onnx package is missing
         from .onnx_export import register_converters
 
         register_converters()
-    files = export_files(prefix, epoch, classes is not None, onnx)
+    variants = [name for name, wanted in (("fused", fused), ("int8", int8 is not None)) if wanted]
+    int8_onnx = bool(int8 is not None and int8.onnx and onnx)
+    files = export_files(prefix, epoch, classes is not None, onnx, variants, int8_onnx)
     existing = sorted(set(earlier_export(prefix)) | {p for p in files.values() if os.path.lexists(p)})
     if existing and not force:
         more = f" (and {len(existing) - 1} more files of an earlier export)" if len(existing) > 1 else ""
@@ -154,7 +241,7 @@ def export_model(loaded, prefix, input_shape, classes=None, onnx=False, epoch=0,
         ) from None
 
     tmp_prefix = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(prefix)}")
-    tmp = export_files(tmp_prefix, epoch, classes is not None, onnx)
+    tmp = export_files(tmp_prefix, epoch, classes is not None, onnx, variants, int8_onnx)
     meta = {
         "model": loaded.model,
         "model_kwargs": loaded.model_kwargs,
@@ -169,20 +256,22 @@ def export_model(loaded, prefix, input_shape, classes=None, onnx=False, epoch=0,
         net(mx.nd.zeros((1,) + tuple(input_shape)))
         with _writing(files["params"]):
             net.export(tmp_prefix, epoch=epoch)
-        for kind, read in (("symbol", mx.sym.load), ("params", mx.nd.load)):
-            try:  # MXNet ignores a failing close: a full disk can cut off the end unnoticed
-                read(tmp[kind])
-            except mx.base.MXNetError:
-                raise ExportError(
-                    f"{files[kind]} was not written completely (is the disk full?); free some space "
-                    "and export again"
-                ) from None
-        with _writing(files["meta"]), open(tmp["meta"], "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1)
-            f.write("\n")
-        if classes is not None:
-            with _writing(files["classes"]):
-                write_classes(tmp["classes"], classes)
+        _read_back(files, tmp)
+        _write_meta(dict(meta, graph="fp32"), files, tmp, classes=classes)
+        if variants:
+            sym, args, aux = trace(net)
+        if fused:
+            fused_sym, fused_args = fuse(sym, args)
+            _save_graph(fused_sym, fused_args, aux, files, tmp, "fused")
+            _write_meta(dict(meta, graph=graph_kind(fused_sym)), files, tmp, "fused", classes)
+        if int8 is not None:
+            from .int8 import agreement, quantize
+
+            graph = quantize(sym, args, aux, int8.calibration, int8.mode, int8.keep_fp32)
+            _save_graph(graph.sym, graph.args, graph.aux, files, tmp, "int8")
+            check = agreement(net, graph, int8.calibration.data[: int8.check_images])
+            info = dict(graph.calibration, check_images=check["images"], check_top1_agreement=check["top1"])
+            _write_meta(dict(meta, graph="int8", int8=info), files, tmp, "int8", classes)
         if onnx:
             from .onnx_export import OnnxExportError, export_onnx
 
@@ -191,6 +280,15 @@ def export_model(loaded, prefix, input_shape, classes=None, onnx=False, epoch=0,
             except OnnxExportError as err:
                 onnx_error = err
                 del files["onnx"]
+                files.pop("int8-onnx", None)
+            if "int8-onnx" in files:
+                from .onnx_export import quantize_onnx
+
+                try:
+                    quantize_onnx(tmp["onnx"], int8.calibration.data, tmp["int8-onnx"], int8.mode)
+                except OnnxExportError as err:
+                    onnx_error = err
+                    del files["int8-onnx"]
         for kind, path in files.items():
             with _writing(path):
                 os.replace(tmp[kind], path)

@@ -12,6 +12,8 @@ from ..data.layout import DataError, read_class_list
 from ..engine import checkpoint
 from ..engine.checkpoint import CheckpointError, meta_path
 from ..models import get_model
+from .graph import graph_kind, is_cpu
+from .int8 import require_int8_cpu
 
 
 class ModelLoadError(ValueError):
@@ -30,6 +32,8 @@ class LoadedModel:
     input_size: int = None  # the spatial size the model was trained / exported at, when known
     input_shape: tuple = None  # C x H x W or C x T x H x W, when known
     source: str = None  # the file(s) it was loaded from
+    graph: str = None  # 'gluon', or an exported symbol's kind: 'fp32', 'fp32-fused', 'int8' (deploy.graph)
+    meta: dict = field(default_factory=dict)  # the export's or trainer's meta JSON, when there is one
 
 
 def canonical_prefix(model):
@@ -219,6 +223,8 @@ def load_gluon_model(model, params, num_classes=None, ctx=None, model_kwargs=Non
         input_size=input_size,
         input_shape=tuple(meta["input_shape"]) if meta.get("input_shape") else None,
         source=params,
+        graph="gluon",
+        meta=meta,
     )
 
 
@@ -253,6 +259,11 @@ def load_symbol_model(prefix, epoch=0, ctx=None):
             f"{params_file} is not an exported params file (no 'arg:'/'aux:' names); for Gluon "
             "params use --model NAME --params FILE"
         )
+    kind = graph_kind(sym)
+    if kind == "int8":
+        if not is_cpu(ctx):
+            raise ModelLoadError(f"{sym_file} is an INT8 graph, which runs on CPUs only; load it on a CPU")
+        require_int8_cpu(ModelLoadError)
     inputs = [n for n in sym.list_inputs() if f"arg:{n}" not in loaded and f"aux:{n}" not in loaded]
     if inputs != ["data"]:
         missing = [n for n in inputs if n != "data"]
@@ -283,6 +294,8 @@ def load_symbol_model(prefix, epoch=0, ctx=None):
         input_size=meta.get("input_size"),
         input_shape=tuple(meta["input_shape"]) if meta.get("input_shape") else None,
         source=prefix,
+        graph=kind,
+        meta=meta,
     )
 
 

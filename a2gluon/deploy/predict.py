@@ -1,11 +1,13 @@
-"""Classify images with a loaded model (Gluon or exported): evaluation preprocessing, softmax,
-top-k class names with probabilities."""
+"""Classify images with a loaded model (Gluon or exported): evaluation preprocessing, the
+inference graph (oneDNN-fused fp32 on a CPU, or an exported fused / INT8 graph as it is),
+softmax, top-k class names with probabilities."""
 
 import mxnet as mx
 import numpy as np
 
 from ..models import model_spec
 from .export import ExportError, check_input_shape
+from .graph import inference_graph
 from .loading import ModelLoadError
 from .preprocess import load_batch
 
@@ -21,9 +23,10 @@ def class_name(classes, index):
     return classes[index] if classes is not None else f"class {index}"
 
 
-def predict_images(loaded, paths, input_size=None, topk=5, batch_size=8, ctx=None):
+def predict_images(loaded, paths, input_size=None, topk=5, batch_size=8, ctx=None, fused=True):
     """[{'image': path, 'predictions': [{'index', 'class', 'probability'}, ...]}, ...] with the
-    `topk` most probable classes of each image, most probable first."""
+    `topk` most probable classes of each image, most probable first.  `fused`: run oneDNN's
+    fused fp32 graph on a CPU (deploy.graph.inference_graph) rather than the model as loaded."""
     if is_video_model(loaded):
         raise ModelLoadError(
             f"{loaded.model or loaded.source} is a video model (input C x T x H x W); predict "
@@ -35,11 +38,12 @@ def predict_images(loaded, paths, input_size=None, topk=5, batch_size=8, ctx=Non
         check_input_shape(loaded.net, (3, input_size, input_size), loaded.model)
     except ExportError as err:
         raise ModelLoadError(str(err)) from None
+    net, _ = inference_graph(loaded, ctx, fused)
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         batch = load_batch(chunk, input_size).as_in_context(ctx)
-        logits = loaded.net(batch)
+        logits = net(batch)
         probs = mx.nd.softmax(logits, axis=-1).asnumpy()
         if loaded.classes is not None and probs.shape[1] != len(loaded.classes):
             raise ModelLoadError(

@@ -8,6 +8,12 @@ from ._common import check_dims, check_input, conv1x1, fold4d, reduced, unfold4d
 ASSOCIATIONS = ("left", "right")
 
 
+def _value(F, param, x):
+    """`param` as an operand of F's operators: its variable when tracing a symbol, else its
+    value on x's device."""
+    return param.var() if F is mx.sym else param.data(x.context)
+
+
 class DoubleAttention(nn.HybridBlock):
     """Double attention block: gather features with second-order attention pooling, then
     distribute them to every location (paper eq. 6), in residual form.
@@ -73,6 +79,23 @@ class DoubleAttention(nn.HybridBlock):
         check_input(x, self.in_channels, self.dims, type(self).__name__)
         return super().forward(x, *args)
 
+    def _project(self, F, x):
+        """A, B and V (each N x channels x H x W) from the 4-D view x.
+
+        When m == n the three 1x1 convolutions run as one over their concatenated weights (x is
+        read once by one oneDNN convolution with m + 2n outputs, then split): the same
+        parameters (phi_, theta_, rho_; checkpoints and exports keep their names), the same
+        multiply-adds and numbers, and 0.93x a2_resnet50's forward+backward time
+        (benchmarks/NOTES.md).  The split must be `split` (SliceChannel): the slice_axis and
+        split_v2 forms measured slower than three convolutions, so m != n keeps those."""
+        if self.m != self.n:
+            return self.phi(x), self.theta(x), self.rho(x)
+        convs = (self.phi, self.theta, self.rho)
+        weight = F.concat(*[_value(F, c.weight, x) for c in convs], dim=0, name="proj_weight")
+        bias = F.concat(*[_value(F, c.bias, x) for c in convs], dim=0, name="proj_bias")
+        y = F.Convolution(x, weight, bias, kernel=(1, 1), num_filter=self.m + 2 * self.n, name="proj")
+        return F.split(y, num_outputs=3, axis=1, name="proj_split")
+
     def _attend(self, F, x):
         """The 4-D view of x, A (N x m x L, and its 4-D form), softmax(B) (N x n x L) and
         softmax(V) transposed (N x L x n).
@@ -84,10 +107,10 @@ class DoubleAttention(nn.HybridBlock):
         and the softmax runs on its last axis.  The products then take V^T through
         batch_dot's transpose_b, with the same numbers and multiply-adds."""
         x = fold4d(x, self.dims)
-        a_map = self.phi(x)
+        a_map, b_map, v_map = self._project(F, x)
         a = a_map.reshape((0, 0, -1))
-        b = self.theta(x).reshape((0, 0, -1))
-        v_t = F.transpose(self.rho(x), axes=(0, 2, 3, 1)).reshape((0, -3, 0))  # N x L x n
+        b = b_map.reshape((0, 0, -1))
+        v_t = F.transpose(v_map, axes=(0, 2, 3, 1)).reshape((0, -3, 0))  # N x L x n
         attention_maps = F.softmax(b, axis=2)  # each of the n maps sums to 1 over L
         attention_vectors_t = F.softmax(v_t, axis=2)  # each location's vector sums to 1 over n
         return x, a_map, a, attention_maps, attention_vectors_t

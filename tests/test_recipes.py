@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 from conftest import ROOT, TEST_ENV, TINY, TRAIN_SCRIPT
 
+from a2gluon.deploy import load_gluon_model
 from a2gluon.engine import checkpoint
 from a2gluon.engine.accumulate import GradientAccumulator
 from a2gluon.engine.ema import ModelEMA
 from a2gluon.engine.schedule import plateau_decay_epochs
 from a2gluon.models import get_model
 
-CONFIGS = sorted(Path(ROOT, "configs").glob("*.yaml"))
+# The image recipes (a2gluon train); the video ones (train-video) are tests/test_video_train_eval.py's.
+CONFIGS = sorted(p for p in Path(ROOT, "configs").glob("*.yaml") if "_3d_" not in p.name)
 A2GLUON = [sys.executable, "-m", "a2gluon"]
 
 
@@ -258,6 +260,35 @@ def test_the_ema_is_validated_saved_and_resumed(digits, tmp_path):
     ck = checkpoint.find_resume(str(whole))
     assert "ema" in ck.meta["files"] and Path(ck.stem + "-ema.params").exists()
     assert Path(checkpoint.best_stem(str(whole), "a2_resnet26") + "-ema.params").exists()
+
+    # the EMA is what `eval --ema` scores and what `export --ema` writes
+    best = checkpoint.best_stem(str(whole), "a2_resnet26")
+    cli = [sys.executable, "-m", "a2gluon"]
+    result = tmp_path / "eval.json"
+    for command in (
+        ["eval", "--params", best + ".params", "--ema", "--rec-val", digits["val"][1], "--rec-val-idx"]
+        + [digits["val"][3], "--json-out", str(result), "--no-progress", "--no-fuse"],
+        ["export", "--params", best + ".params", "--ema", "--out", str(tmp_path / "e")],
+    ):
+        out = subprocess.run(cli + command, capture_output=True, text=True, env=TEST_ENV, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(result.read_text())["top1"] == pytest.approx(record["val_top1_ema"], abs=1e-6)
+    assert json.loads((tmp_path / "e.json").read_text())["weights"] == "ema"
+
+    meta = json.loads((tmp_path / "e.json").read_text())
+
+    def weights(params, ema=False):
+        kwargs = dict(model_kwargs=meta["model_kwargs"]) if not str(params).startswith(best) else {}
+        loaded = load_gluon_model(meta["model"], str(params), ema=ema, **kwargs).net.collect_params()
+        return {k: p.data().asnumpy() for k, p in loaded.items()}
+
+    exported, averaged, model = (
+        weights(tmp_path / "e-0000.params"),
+        weights(best + ".params", True),
+        weights(best + ".params"),
+    )
+    assert all(np.array_equal(exported[k], averaged[k]) for k in averaged)
+    assert not all(np.array_equal(model[k], averaged[k]) for k in averaged)
 
     proc = subprocess.Popen(
         [sys.executable, TRAIN_SCRIPT] + args + ["--save-dir", str(stopped)],

@@ -57,6 +57,12 @@ def build_parser(prog=PROG):
     model.add_argument("--model", help="registry name (with --params)")
     model.add_argument("--params", help="Gluon params from train_imagenet.py")
     model.add_argument(
+        "--ema",
+        action="store_true",
+        help="with --params or --checkpoints: score the moving average of the weights saved beside "
+        "each by --model-ema (STEM-ema.params)",
+    )
+    model.add_argument(
         "--symbol", metavar="PREFIX", help="exported model: PREFIX-symbol.json + PREFIX-EEEE.params"
     )
     model.add_argument("--epoch", type=int, default=0, help="with --symbol: the EEEE of the params file")
@@ -86,6 +92,8 @@ def check_usage(parser, args):
         parser.error(
             "give one of --model NAME --params FILE, --symbol PREFIX [--epoch E], or --checkpoints DIR"
         )
+    if args.ema and args.symbol:
+        parser.error("--ema goes with --params or --checkpoints (export with --ema to get the EMA's symbol)")
     if args.params and not args.model and not os.path.exists(meta_path(args.params)):
         parser.error("--params needs --model NAME (no trainer meta JSON beside it names the model)")
     if bool(args.rec_val) == bool(args.data_dir):
@@ -164,7 +172,7 @@ def load(args, params, ctx):
     --num-classes was given."""
     if args.symbol:
         return load_symbol_model(args.symbol, args.epoch, ctx=ctx)
-    return load_gluon_model(args.model, params, num_classes=args.num_classes, ctx=ctx)
+    return load_gluon_model(args.model, params, num_classes=args.num_classes, ctx=ctx, ema=args.ema)
 
 
 def class_count(loaded, data, given):

@@ -41,6 +41,12 @@ def build_parser(prog=PROG):
     p.add_argument("--params", required=True, help="Gluon .params file (net.save_parameters)")
     p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix")
     p.add_argument(
+        "--ema",
+        action="store_true",
+        help="export the exponential moving average of the weights saved beside --params by "
+        "training with --model-ema (STEM-ema.params) instead of the weights themselves",
+    )
+    p.add_argument(
         "--num-classes",
         type=int,
         help="class count (default: from the meta JSON, else read off the params)",
@@ -115,10 +121,11 @@ def run(args):
                 "--int8 needs calibration images: give --calib-rec REC --calib-idx IDX (e.g. the training "
                 "records) or --calib-dir FOLDER"
             )
-    loaded = load_gluon_model(args.model, args.params, num_classes=args.num_classes)
+    loaded = load_gluon_model(args.model, args.params, num_classes=args.num_classes, ema=args.ema)
     classes = read_class_names(args.classes) if args.classes else None
     input_size = args.input_size or loaded.input_size
-    input_shape = model_input_shape(loaded.model, input_size, args.frames)
+    trained = loaded.input_shape if loaded.input_shape and len(loaded.input_shape) == 4 else None
+    input_shape = model_input_shape(loaded.model, input_size, args.frames or (trained and trained[1]))
     int8 = None
     if args.int8:
         if len(input_shape) != 3:

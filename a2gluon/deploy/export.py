@@ -28,6 +28,11 @@ class ExportError(ValueError):
     """The model cannot be exported as asked; the message says why and what to do."""
 
 
+# What a video model's test views are made with (a2gluon.data.video.video_views): recorded by
+# train-video in the checkpoint's args, carried into the export's meta.
+VIEW_SETTINGS = ("new_length", "new_step", "input_size", "short_side", "num_clips", "num_crops")
+
+
 def model_input_shape(model, input_size=None, frames=None):
     """C x H x W (images) or C x T x H x W (video) for `model`: its paper input with the spatial
     size replaced by `input_size` and, for video, the clip length by `frames`."""
@@ -249,7 +254,11 @@ def export_model(
         "input_size": int(input_shape[-1]),
         "input_shape": list(input_shape),
         "classes": list(classes) if classes is not None else None,
+        "weights": "ema" if getattr(loaded, "ema", False) else "model",
     }
+    recorded = (loaded.meta or {}).get("args") or {}
+    if len(input_shape) == 4:  # a video model: its test views, for eval-video and predict
+        meta["args"] = {k: recorded[k] for k in VIEW_SETTINGS if k in recorded}
     onnx_error = None
     try:
         net.hybridize()

@@ -11,6 +11,7 @@ import mxnet as mx
 from ..data.layout import DataError, read_class_list
 from ..engine import checkpoint
 from ..engine.checkpoint import CheckpointError, meta_path
+from ..engine.ema import ema_path
 from ..models import get_model
 from .graph import graph_kind, is_cpu
 from .int8 import require_int8_cpu
@@ -34,6 +35,7 @@ class LoadedModel:
     source: str = None  # the file(s) it was loaded from
     graph: str = None  # 'gluon', or an exported symbol's kind: 'fp32', 'fp32-fused', 'int8' (deploy.graph)
     meta: dict = field(default_factory=dict)  # the export's or trainer's meta JSON, when there is one
+    ema: bool = False  # the weights are the model's exponential moving average (--model-ema)
 
 
 def canonical_prefix(model):
@@ -135,7 +137,22 @@ def _same_shape(want, got):
     return len(want) == len(got) and all(w in (0, g) for w, g in zip(want, got))
 
 
-def load_gluon_model(model, params, num_classes=None, ctx=None, model_kwargs=None):
+def ema_params(params):
+    """The EMA weights saved beside checkpoint `params` (STEM-ema.params, written by training with
+    --model-ema); ModelLoadError when there are none."""
+    params = os.fspath(params)
+    if params.endswith("-ema.params"):
+        return params
+    path = ema_path(params[: -len(".params")] if params.endswith(".params") else params)
+    if not os.path.isfile(path):
+        raise ModelLoadError(
+            f"{params} has no EMA weights beside it ({path} does not exist): the run was trained "
+            "without --model-ema; drop --ema to use the model's own weights"
+        )
+    return path
+
+
+def load_gluon_model(model, params, num_classes=None, ctx=None, model_kwargs=None, ema=False):
     """Build registry model `model` (None: the one named in the meta JSON) and load `params`.
 
     The trainer's meta JSON beside the params file (same stem, `.json`) supplies the model's
@@ -143,9 +160,10 @@ def load_gluon_model(model, params, num_classes=None, ctx=None, model_kwargs=Non
     options besides classes) update its options.  Without a class count from
     the caller or the meta, it is read off the params file.  Both Gluon params
     (save_parameters) and exported params ('arg:'/'aux:' names) load.
+    `ema`: load the checkpoint's EMA weights (STEM-ema.params, described by STEM.json) instead.
     Returns a LoadedModel; raises ModelLoadError with a one-line message on any failure."""
     ctx = ctx or mx.cpu()
-    params = os.fspath(params)
+    params = ema_params(params) if ema else os.fspath(params)
     loaded = read_params_file(params)
     meta = read_meta(params) or {}
     meta_model = meta.get("model")
@@ -225,6 +243,7 @@ def load_gluon_model(model, params, num_classes=None, ctx=None, model_kwargs=Non
         source=params,
         graph="gluon",
         meta=meta,
+        ema=ema or params.endswith("-ema.params"),
     )
 
 

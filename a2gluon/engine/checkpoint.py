@@ -162,11 +162,13 @@ def save_best(save_dir, model, checkpoint):
 
 def meta_path(path):
     """The meta JSON of a checkpoint or exported model: `path` (its .params, .json or stem)
-    with the extension .json."""
+    with the extension .json.  A checkpoint's EMA weights (STEM-ema.params) share STEM.json."""
     path = os.fspath(path)
     for suffix in (".params", ".json"):
         if path.endswith(suffix):
             path = path[: -len(suffix)]
+    if path.endswith("-ema") and not os.path.exists(path + ".json"):
+        path = path[: -len("-ema")]
     return path + ".json"
 
 

@@ -5,10 +5,16 @@ A benchmark script says only what it measures: `measure(case)`, run in a fresh w
 (`python benchmarks/NAME.py --worker JSON`) that prints its JSON-able result; the cases; and
 `render(report)`, its table, under which `notes()` puts the module docstring's description:
 
-    args = harness.parse(harness.parser(__doc__, rounds=3), argv, "NAME", measure, render, quick)
+    p = harness.parser(__doc__, rounds=3)              # + number(), pass_options(): the options
+    args = harness.parse(p, argv, "NAME", measure, render, quick)
+    if args is None:                                   # a worker, or --render: done
+        return
     run = harness.Run(__file__, args)
-    results = run.rounds(keys, case_of)          # every other round in reverse order (A B B A)
-    run.write("NAME", {"results": ...}, render)  # results/NAME.json + results/NAME.md
+    results = run.rounds(keys, case_of)                # every other round in reverse order (A B B A)
+    run.write("NAME", {"results": ...}, render)        # results/NAME.json + results/NAME.md
+
+`net_runs()` builds a model or block and gives its forward and forward+backward passes, `passes()`
+times them in a worker, `interleave()` times several alternately in one process.
 
 Workers get OMP_NUM_THREADS (--threads: $OMP_NUM_THREADS, else all cores) and, unless set,
 OMP_WAIT_POLICY=PASSIVE and OMP_PROC_BIND=true: OpenMP threads spin-waiting on the core of
@@ -19,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -59,6 +66,51 @@ def passes(run, warmup, repeat, slow_repeat=None):
     times = [timed_ms(run) for _ in range(slow_repeat if slow_repeat and warm and warm[-1] > 1e3 else repeat)]
     peak = peak_rss_mib()
     return {"timings_ms": times, "warmup_ms": warm, "peak_rss_mib": peak, "peak_mib": peak - before}
+
+
+def cpu_seconds(pids):
+    """User + system CPU seconds of the processes `pids` so far (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
+
+
+def hybridized(net, init=None):
+    """`net` initialised on the CPU (seed 0; `init`, else Gluon's default Uniform) and hybridized
+    with static_alloc and static_shape."""
+    import mxnet as mx
+
+    mx.random.seed(0)
+    net.initialize(init or mx.init.Uniform(), ctx=mx.cpu())
+    net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+def net_runs(net, shape, init=None, input_grad=False):
+    """The two passes of hybridized(net, init) on a random uniform input of `shape`: {'forward':
+    inference mode, 'train': forward + backward of the summed outputs (and the input's gradient
+    with `input_grad`)}, each waiting for its results."""
+    import mxnet as mx
+    from mxnet import autograd
+
+    net, x = hybridized(net, init), mx.nd.random.uniform(shape=shape)
+    if input_grad:
+        x.attach_grad()
+    mx.nd.waitall()
+
+    def train():
+        with autograd.record():
+            y = net(x)
+        y.backward()
+        mx.nd.waitall()
+
+    return {"forward": lambda: net(x).wait_to_read(), "train": train}
 
 
 def interleave(runs, repeat, warmup=0):
@@ -117,13 +169,9 @@ def integers(text):
 def parser(doc, rounds=None, threads=True):
     """The benchmark's argument parser with the options all benchmarks have."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--quick", action="store_true", help="a tiny run to check the script; writes only to --out"
-    )
+    p.add_argument("--quick", action="store_true", help="a tiny check of the script; writes only to --out")
     if rounds:
-        p.add_argument(
-            "--rounds", type=at_least(1), default=rounds, help=f"processes per case (default {rounds})"
-        )
+        number(p, "--rounds", rounds, "processes per case")
     if threads:
         default = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
         p.add_argument("--threads", type=at_least(1), default=default, help="OMP_NUM_THREADS of the workers")
@@ -131,6 +179,26 @@ def parser(doc, rounds=None, threads=True):
     p.add_argument("--render", action="store_true", help="only rewrite NAME.md from NAME.json in --out")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
+
+
+def number(p, flag, default, help, least=1):
+    """An integer option of at least `least`; its help ends with '(default DEFAULT)'."""
+    p.add_argument(flag, type=at_least(least), default=default, help=f"{help} (default {default})")
+
+
+def pass_options(p, repeat, warmup, slow_repeat=None, what="passes"):
+    """--repeat, --warmup and (with a default) --slow-repeat: the timed and untimed `what` of a
+    process; pass_case(args) gives them to the workers."""
+    number(p, "--repeat", repeat, f"timed {what}")
+    number(p, "--warmup", warmup, f"untimed {what}", least=0)
+    if slow_repeat:
+        number(p, "--slow-repeat", slow_repeat, f"timed {what} when a warm-up one takes over 1 s")
+
+
+def pass_case(args, **case):
+    """`case` with the passes' settings of pass_options()."""
+    keys = ("warmup", "repeat", "slow_repeat")
+    return dict({key: getattr(args, key) for key in keys if hasattr(args, key)}, **case)
 
 
 def parse(p, argv, name, measure, render, quick):
@@ -221,10 +289,8 @@ class Run:
         for index in range(count):
             for key in keys if index % 2 == 0 else keys[::-1]:
                 if not (skip and skip(key, out[key])):
-                    label = (
-                        f"{' / '.join(map(str, key)) if isinstance(key, tuple) else key}, round {index + 1}"
-                    )
-                    out[key].append(self.worker(case_of(key), label, timeout, **env))
+                    name = " / ".join(map(str, key)) if isinstance(key, tuple) else key
+                    out[key].append(self.worker(case_of(key), f"{name}, round {index + 1}", timeout, **env))
         return out
 
     def write(self, name, report, render):
@@ -294,7 +360,9 @@ def combine(rounds, per_process=()):
 
 
 def table(header, rows, align=None):
-    """A Markdown table's lines; `align` has one letter per column, l or r (default all l)."""
+    """A Markdown table's lines; `header` a list or "a|b|c", `align` one letter per column, l or r
+    (default all l)."""
+    header = re.split(r"(?<!\\)\|", header) if isinstance(header, str) else header  # not at "\|"
     rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align or "l" * len(header))
     return ["| " + " | ".join(header) + " |", rule] + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
 

@@ -12,9 +12,6 @@ positions, H·W or T·H·W). Each cell: fresh processes, left and right alternat
 - **intermediate**: the association's intermediate per sample in float32: m·n·4 bytes (left),
   L·L·4 bytes (right). The paper's video example quotes about 1 MB for left and over 2 GB for
   right; 1 MiB is 512·512·4 bytes (m = n = 512), with m = n = 128 (reduction 4) it is 64 KiB.
-
-Usage: python benchmarks/block.py [--quick] [--repeat N] [--slow-repeat N] [--warmup N]
-       [--rounds N] [--threads N] [--configs image,video] [--out DIR] [--render]
 """
 
 import math
@@ -48,54 +45,37 @@ def render(report):
     rows, repeats = [], []
     for cfg in report["configs"]:
         left, right = cfg["results"]["left"], cfg["results"]["right"]
-        rows.append(
-            [
-                cfg["label"],
-                f"{cfg['channels']} × {'×'.join(map(str, cfg['spatial']))}",
-                f"{cfg['L']:,}",
-                cfg["m"],
-            ]
-            + [h.fmt(left, "median_ms"), h.fmt(right, "median_ms")]
-            + [h.times(h.ratio(right.get("median_ms"), left.get("median_ms")), 1)]
-            + [h.fmt(left, "peak_mib", "{:.0f}"), h.fmt(right, "peak_mib", "{:.0f}")]
-            + [h.times(h.ratio(right.get("peak_mib"), left.get("peak_mib")), 1)]
-            + [human_bytes(cfg["intermediate_bytes"][a]) for a in ASSOCIATIONS]
-        )
-        repeats += [
-            f"{cfg['label']} {a}: {h.counts(r['repeat'])}" for a, r in cfg["results"].items() if "repeat" in r
-        ]
-    header = (
-        "config|input (C × spatial)|L|m = n|left ms|right ms|right/left time|left peak MiB|right peak MiB"
-    )
+        size = f"{cfg['channels']} × {'×'.join(map(str, cfg['spatial']))}"
+        cells = [cfg["label"], size, f"{cfg['L']:,}", cfg["m"]]
+        for key, spec in (("median_ms", "{:.1f}"), ("peak_mib", "{:.0f}")):
+            ratio = h.times(h.ratio(right.get(key), left.get(key)), 1)
+            cells += [h.fmt(left, key, spec), h.fmt(right, key, spec), ratio]
+        rows.append(cells + [human_bytes(cfg["intermediate_bytes"][a]) for a in ASSOCIATIONS])
+        done = {a: r for a, r in cfg["results"].items() if "repeat" in r}
+        repeats += [f"{cfg['label']} {a}: {h.counts(r['repeat'])}" for a, r in done.items()]
+    header = "config|input (C × spatial)|L|m = n|left ms|right ms|right/left time|left peak MiB"
+    header += "|right peak MiB|right/left peak|intermediate left|intermediate right"
     s = report["settings"]
     passes = f"{s['rounds']} fresh processes per cell, {s['warmup']} warm-up passes each, processes × timed "
-    return "\n".join(
-        h.table((header + "|right/left peak|intermediate left|intermediate right").split("|"), rows)
-        + h.notes(__doc__, report, passes + f"passes: {'; '.join(repeats)}.")
-    )
+    passes += f"passes: {'; '.join(repeats)}."
+    return "\n".join(h.table(header, rows) + h.notes(__doc__, report, passes))
 
 
 def main(argv=None):
     p = h.parser(__doc__, rounds=3)
-    p.add_argument("--repeat", type=h.at_least(1), default=20, help="timed passes (default 20)")
-    p.add_argument(
-        "--slow-repeat", type=h.at_least(1), default=5, help="timed passes if a warm-up one takes > 1 s"
-    )
-    p.add_argument("--warmup", type=h.at_least(0), default=2, help="untimed passes (default 2)")
+    h.pass_options(p, repeat=20, warmup=2, slow_repeat=5)
     p.add_argument("--configs", type=h.names(CONFIGS), default=list(CONFIGS), help="image,video (default)")
     quick = {"configs": ["image"], "rounds": 1, "repeat": 3, "warmup": 1}
     args = h.parse(p, argv, "block", measure, render, quick)
     if args is None:
-        return 0
+        return
     run = h.Run(__file__, args)
-    passes = {"warmup": args.warmup, "repeat": args.repeat, "slow_repeat": args.slow_repeat}
     keys = [(name, assoc) for name in args.configs for assoc in ASSOCIATIONS]
     shapes = {name: [CONFIGS[name][1], *CONFIGS[name][2]] for name in args.configs}
-    case = dict(passes, kind="a2", mode="forward")
+    case = h.pass_case(args, kind="a2", mode="forward")
     rounds = run.rounds(keys, lambda key: dict(case, shape=shapes[key[0]], association=key[1]))
     results = {name: {a: h.combine(rounds[(name, a)]) for a in ASSOCIATIONS} for name in args.configs}
     run.write("block", {"configs": [dict(describe(n), results=results[n]) for n in args.configs]}, render)
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,9 +15,6 @@ fits of log(time) against log(L), at large L and over all points (linear = 1, qu
   processes. The Non-local block at conv2 holds 25,088² float32 scores: 2.35 GiB per matrix; a
   case whose estimate (2 such matrices forward, 4 training, plus 1 GiB) exceeds MemAvailable is
   not run.
-
-Usage: python benchmarks/blocks.py [--quick] [--rounds N] [--repeat N] [--stages conv2,conv3,conv4]
-       [--modes train,forward] [--sweep 8,12,16,...] [--no-sweep] [--out DIR] [--render]
 """
 
 import math
@@ -33,32 +30,13 @@ def measure(case):
     """Passes of one attention block (kind a2 or nonlocal, batch 1, reduction 4) on one input
     shape (C, spatial...), forward + backward (mode train) or forward (mode forward); also
     benchmarks/block.py's, which gives the A² block's association."""
-    import mxnet as mx
-    from mxnet import autograd
-
     from a2gluon.nn import DoubleAttention, NonLocal
 
-    shape = case["shape"]
-    mx.random.seed(0)
-    options = {"association": case["association"]} if "association" in case else {}
+    shape, options = case["shape"], {"association": case["association"]} if "association" in case else {}
     block = (DoubleAttention if case["kind"] == "a2" else NonLocal)(
         shape[0], reduction=REDUCTION, dims=len(shape) - 1, **options
     )
-    block.initialize(ctx=mx.cpu())
-    block.hybridize(static_alloc=True, static_shape=True)
-    x = mx.nd.random.uniform(shape=(1, *shape))
-    x.attach_grad()
-    mx.nd.waitall()
-
-    def one_pass():
-        if case["mode"] == "train":
-            with autograd.record():
-                y = block(x)
-            y.backward()
-        else:
-            block(x)
-        mx.nd.waitall()
-
+    one_pass = h.net_runs(block, (1, *shape), input_grad=True)[case["mode"]]
     return h.passes(one_pass, case["warmup"], case["repeat"], case["slow_repeat"])
 
 
@@ -81,9 +59,8 @@ def skip_reason(shape, mode):
     need = (2 if mode == "forward" else 4) * math.prod(shape[1:]) ** 2 * 4 + 2**30
     with open("/proc/meminfo", encoding="ascii") as handle:
         avail = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
-    return (
-        f"not run: needs ~{need / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available" if need > avail else None
-    )
+    why = f"not run: needs ~{need / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available"
+    return why if need > avail else None
 
 
 def fit_slope(points):
@@ -93,8 +70,8 @@ def fit_slope(points):
     return float(np.polyfit(*np.log(np.array(points)).T, 1)[0]) if len(points) > 1 else None
 
 
-def plot_sweep(sweep, path):
-    """The sweep's times against L, log-log, one line per block."""
+def plot_sweep(pts, sweep, path):
+    """The sweep's times `pts` ({kind: [(L, ms)]}) against L, log-log, one line per block."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,10 +79,9 @@ def plot_sweep(sweep, path):
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
     for kind, marker in (("a2", "o"), ("nonlocal", "s")):
-        pts = [(p["L"], p[kind]["median_ms"]) for p in sweep["points"] if "median_ms" in p[kind]]
         slope = sweep["slopes"][kind]["large_L"]
         label = f"{KINDS[kind]} (slope {slope:.2f} for L ≥ {sweep['fit_from']:,})" if slope else KINDS[kind]
-        ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=label)
+        ax.loglog([p[0] for p in pts[kind]], [p[1] for p in pts[kind]], marker=marker, label=label)
     ax.set(xlabel="positions L = H·W", ylabel="forward time, ms (median)")
     ax.set_title(f"{SWEEP_CHANNELS}-channel block, reduction {REDUCTION}, batch 1, CPU")
     ax.grid(True, which="both", alpha=0.3)
@@ -134,22 +110,18 @@ def render(report):
         name = f"{st['stage']} ({shape[0]} × {'×'.join(map(str, shape[1:]))})"
         for mode in s["modes"]:
             res = st["results"][mode]
-            rows.append(
-                [name, f"{st['L']:,}", mode, f"0 ms, input {math.prod(shape) * 4 / 2**20:.1f} MiB"]
-                + [ms(res["a2"]), ms(res["nonlocal"]), nl_over_a2(res, "median_ms")]
-                + [h.fmt(res[k], "peak_mib", "{:.0f}") for k in KINDS]
-                + [nl_over_a2(res, "peak_mib")]
-            )
+            cells = [name, f"{st['L']:,}", mode, f"0 ms, input {math.prod(shape) * 4 / 2**20:.1f} MiB"]
+            cells += [ms(res["a2"]), ms(res["nonlocal"]), nl_over_a2(res, "median_ms")]
+            peaks = [h.fmt(res[k], "peak_mib", "{:.0f}") for k in KINDS]
+            rows.append(cells + peaks + [nl_over_a2(res, "peak_mib")])
     conv2 = next((st["results"] for st in report["stages"] if st["stage"] == "conv2"), {})
     mode = next((m for m in MODES if "median_ms" in conv2.get(m, {}).get("nonlocal", {})), None)
     value = mode and h.ratio(conv2[mode]["nonlocal"]["median_ms"], conv2[mode]["a2"].get("median_ms"))
     goal = f"{value:.0f}× ({mode}): {'met' if value >= GOAL else 'NOT met'}" if value else "not measured"
     header = "stage (C × T×H×W)|L|mode|no block|A² ms|Non-local ms|NL / A² time|A² peak MiB"
-    lines = h.table((header + "|Non-local peak MiB|NL / A² peak").split("|"), rows, "lrllrrrrrr") + [
-        "",
-        f"Goal: the A² block at conv2 of {MODEL} at least {GOAL:.0f}× cheaper than the Non-local block "
-        f"there (training): {goal}.",
-    ]
+    goal = f"at least {GOAL:.0f}× cheaper than the Non-local block there (training): {goal}."
+    lines = h.table(header + "|Non-local peak MiB|NL / A² peak", rows, "lrllrrrrrr")
+    lines += ["", f"Goal: the A² block at conv2 of {MODEL} {goal}"]
     sw = report.get("sweep")
     if sw:
         rows = [[p["size"], f"{p['L']:,}", ms(p["a2"]), ms(p["nonlocal"]), nl_over_a2(p, "median_ms")]
@@ -174,11 +146,7 @@ def render(report):
 
 def main(argv=None):
     p = h.parser(__doc__, rounds=2)
-    p.add_argument("--warmup", type=h.at_least(0), default=1, help="untimed passes per process (default 1)")
-    p.add_argument("--repeat", type=h.at_least(1), default=10, help="timed passes (default 10)")
-    p.add_argument(
-        "--slow-repeat", type=h.at_least(1), default=3, help="timed passes of slow cases (default 3)"
-    )
+    h.pass_options(p, repeat=10, warmup=1, slow_repeat=3)
     p.add_argument("--stages", type=h.names(STAGES), default=list(STAGES), help="subset of conv2,conv3,conv4")
     p.add_argument("--modes", type=h.names(MODES), default=list(MODES), help="train,forward (default both)")
     p.add_argument("--sweep", type=h.integers, default=[8, 12, 16, 24, 32, 48, 64, 96], help="H = W values")
@@ -187,9 +155,8 @@ def main(argv=None):
     quick = {"stages": ["conv4"], "rounds": 1, "repeat": 2, "slow_repeat": 1, "sweep": [8, 16]}
     args = h.parse(p, argv, "blocks", measure, render, quick)
     if args is None:
-        return 0
+        return
     run, shapes = h.Run(__file__, args), stage_shapes()
-    passes = {"warmup": args.warmup, "repeat": args.repeat, "slow_repeat": args.slow_repeat}
     notes = {(stage, mode): skip_reason(shapes[stage], mode) for stage in args.stages for mode in args.modes}
 
     def skip(key, done):  # too large for the memory, or so slow that one process is enough
@@ -198,11 +165,10 @@ def main(argv=None):
 
     def case_of(key):  # a stage's output shape, or a square 2-D input of the sweep
         shape = shapes[key[0]] if key[0] in STAGES else (SWEEP_CHANNELS, key[0], key[0])
-        return dict(passes, shape=shape, mode=key[1], kind=key[2])
+        return h.pass_case(args, shape=shape, mode=key[1], kind=key[2])
 
-    rounds = run.rounds(
-        [(st, m, k) for st in args.stages for m in args.modes for k in KINDS], case_of, skip=skip
-    )
+    keys = [(st, m, k) for st in args.stages for m in args.modes for k in KINDS]
+    rounds = run.rounds(keys, case_of, skip=skip)
     stages = []
     for st in args.stages:
         results = {m: {k: h.combine(rounds[(st, m, k)]) for k in KINDS} for m in args.modes}
@@ -212,19 +178,16 @@ def main(argv=None):
     sweep = None
     if not args.no_sweep:
         rounds = run.rounds([(n, "forward", k) for n in args.sweep for k in KINDS], case_of, count=1)
-        points = [
-            dict(size=n, L=n * n, **{k: h.combine(rounds[(n, "forward", k)]) for k in KINDS})
-            for n in args.sweep
-        ]
+        done = {key: h.combine(results) for key, results in rounds.items()}
+        points = [dict(size=n, L=n * n, **{k: done[(n, "forward", k)] for k in KINDS}) for n in args.sweep]
         pts = {k: [(p["L"], p[k]["median_ms"]) for p in points if "median_ms" in p[k]] for k in KINDS}
         large = {k: [q for q in pts[k] if q[0] >= args.fit_from] for k in KINDS}
         slopes = {k: {"large_L": fit_slope(large[k]), "all": fit_slope(pts[k])} for k in KINDS}
         sweep = {"channels": SWEEP_CHANNELS, "fit_from": args.fit_from, "points": points, "slopes": slopes}
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-            plot_sweep(sweep, args.out / "blocks_sweep.png")
+            plot_sweep(pts, sweep, args.out / "blocks_sweep.png")
     run.write("blocks", {"stages": stages, "sweep": sweep}, render)
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,9 +14,6 @@ reads the same records (`ImageRecordDataset`) with Gluon-CV's training transform
   assuming hyper-threads (`iter_image_recordio_2.cc`): 1 on 2 cores, 3 on 8, 31 on 64.
 - **training**: a2_resnet26, hybridized, 224×224, forward + backward + SGD update (momentum) on
   random data, all the cores: the images/s one training step consumes.
-
-Usage: python benchmarks/data.py [--quick] [--images N] [--rounds N] [--batches N] [--skip N]
-       [--train-rounds N] [--train-steps N] [--train-batch N] [--cases ...] [--out DIR] [--render]
 """
 
 import os
@@ -63,19 +60,6 @@ def make_records(folder, count, seed=0):
     return str(Path(folder) / "train")
 
 
-def cpu_seconds(pids):
-    """User + system CPU seconds of the processes `pids` so far (Linux /proc)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-    return total
-
-
 def batches(kind, workers, prefix, batch_size):
     """An endless stream of augmented batches from one pipeline, and its processes' ids."""
     import mxnet as mx
@@ -119,16 +103,13 @@ def measure(case):
     for _ in range(case["skip"]):  # start-up; the prefetch buffers drained to their steady state
         data, pids = next(stream)
         data.wait_to_read()
-    cpu, start = cpu_seconds(pids), time.perf_counter()
+    cpu, start = h.cpu_seconds(pids), time.perf_counter()
     for _ in range(case["batches"]):
         next(stream)[0].wait_to_read()
-    wall, cpu = time.perf_counter() - start, cpu_seconds(pids) - cpu
+    wall, cpu = time.perf_counter() - start, h.cpu_seconds(pids) - cpu
     images = case["batches"] * case["batch_size"]
-    return {
-        "images_per_s": images / wall,
-        "images_per_cpu_s": images / cpu if cpu > 0 else None,
-        "pipeline_processes": len(pids),
-    }
+    per_cpu = images / cpu if cpu > 0 else None
+    return {"images_per_s": images / wall, "images_per_cpu_s": per_cpu, "pipeline_processes": len(pids)}
 
 
 def train_step(batch, warmup, steps):
@@ -138,10 +119,7 @@ def train_step(batch, warmup, steps):
 
     from a2gluon.models import get_model
 
-    mx.random.seed(0)
-    net = get_model(TRAIN_MODEL, classes=1000)
-    net.initialize(mx.init.Xavier())
-    net.hybridize(static_alloc=True, static_shape=True)
+    net = h.hybridized(get_model(TRAIN_MODEL, classes=1000), mx.init.Xavier())
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     data = mx.nd.random.normal(shape=(batch, 3, INPUT_SIZE, INPUT_SIZE))
@@ -171,61 +149,49 @@ def render(report):
     step = f"*{TRAIN_MODEL} training step, batch {s['train_batch']}*"
     speed = f"*{consumed:.1f}*" if consumed else h.fmt(train, "")
     rows.append([step, "*all cores*", speed, "", "1×" if consumed else ""])
-    header = ["pipeline", "decoding threads / worker processes", "images/s", "images/s per CPU core"]
+    header = "pipeline|decoding threads / worker processes|images/s|images/s per CPU core|× what "
     median = f"{train['median_ms'] / 1e3:.2f} s" if "median_ms" in train else "no"
     settings = (
         f"Batch {s['batch_size']}, {s['images']} JPEGs, {s['rounds']} processes per row, {s['batches']} "
         f"timed batches after {s['skip']}; training: {sum(train.get('repeat', []))} steps "
         f"({s['train_rounds']} processes × {s['train_steps']} after {s['train_warmup']}), {median} per step."
     )
-    return "\n".join(
-        h.table(header + [f"× what {TRAIN_MODEL} training consumes"], rows, "llrrr")
-        + h.notes(__doc__, report, settings)
-    )
+    table = h.table(header + f"{TRAIN_MODEL} training consumes", rows, "llrrr")
+    return "\n".join(table + h.notes(__doc__, report, settings))
 
 
 def main(argv=None):
     p = h.parser(__doc__, rounds=3, threads=False)
-    p.add_argument("--images", type=h.at_least(1), default=500, help="JPEGs in the test set (default 500)")
-    p.add_argument("--batch-size", type=h.at_least(1), default=16, help="pipeline batch size (default 16)")
-    p.add_argument("--skip", type=h.at_least(1), default=4, help="untimed batches per process (default 4)")
-    p.add_argument("--batches", type=h.at_least(1), default=24, help="timed batches per process (default 24)")
-    p.add_argument(
-        "--train-rounds", type=h.at_least(1), default=2, help="fresh training processes (default 2)"
-    )
-    p.add_argument("--train-warmup", type=h.at_least(0), default=1, help="untimed training steps (default 1)")
-    p.add_argument("--train-steps", type=h.at_least(1), default=3, help="timed training steps (default 3)")
-    p.add_argument("--train-batch", type=h.at_least(1), default=16, help="training batch (default 16)")
+    h.number(p, "--images", 500, "JPEGs in the test set")
+    h.number(p, "--batch-size", 16, "pipeline batch size")
+    h.number(p, "--skip", 4, "untimed batches per process")
+    h.number(p, "--batches", 24, "timed batches per process")
+    h.number(p, "--train-rounds", 2, "fresh training processes")
+    h.number(p, "--train-steps", 3, "timed training steps")
+    h.number(p, "--train-batch", 16, "training batch")
+    h.number(p, "--train-warmup", 1, "untimed training steps", least=0)
     p.add_argument("--cases", type=h.names(CASES), default=list(CASES), help="subset of " + ",".join(CASES))
     quick = {"images": 48, "rounds": 1, "skip": 1, "batches": 2, "cases": ["recorditer-1", "dataloader-0"]}
     quick.update(train_rounds=1, train_warmup=1, train_steps=1, train_batch=2)
     args = h.parse(p, argv, "data", measure, render, quick)
     if args is None:
-        return 0
+        return
     run = h.Run(__file__, args)
     with tempfile.TemporaryDirectory(prefix="a2gluon-data-bench-") as tmp:
         h.say(f"writing {args.images} JPEGs and packing them")
         prefix = make_records(tmp, args.images)
         settings = {k: getattr(args, k) for k in ("batch_size", "skip", "batches")}
-        rounds = run.rounds(
-            args.cases, lambda name: dict(settings, case=name, prefix=prefix), OMP_NUM_THREADS=1
-        )
+        rounds = run.rounds(args.cases, lambda n: dict(settings, case=n, prefix=prefix), OMP_NUM_THREADS=1)
     cases = [
         {"name": name, "kind": CASES[name][0], "workers": CASES[name][1],
          "result": h.combine(rounds[name], per_process=("images_per_s", "images_per_cpu_s"))}
         for name in args.cases
     ]  # fmt: skip
-    case = {
-        "case": "train",
-        "batch": args.train_batch,
-        "warmup": args.train_warmup,
-        "steps": args.train_steps,
-    }
+    case = dict(case="train", batch=args.train_batch, warmup=args.train_warmup, steps=args.train_steps)
     train = h.combine(run.rounds(["train"], lambda _: case, count=args.train_rounds)["train"])
     if "median_ms" in train:
         train["images_per_s"] = args.train_batch / train["median_ms"] * 1e3
     run.write("data", {"cases": cases, "train_step": train}, render)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Parameter-server cost: one worker against two on loopback with dist_sync.
 
 a2_resnet26 (1000 classes), `--synthetic`, one CPU context per worker, as three fresh jobs: one
-process without a parameter server (`--kvstore device`), and `python -m a2gluon.launch -n 1` and
+process without a parameter server (`--kvstore device`), and `python -m a2gluon launch -n 1` and
 `-n 2` with one server (`--kvstore dist_sync`, every worker with its own batch). Every worker is
 benchmarks/train.py's.
 
@@ -14,9 +14,6 @@ benchmarks/train.py's.
   trained parameters.
 - **measured**: TCP payload bytes sent + received by the worker's sockets (`ss -tinp`) between
   the start and the end of the timed window, per step; the server moves as much per worker.
-
-Usage: python benchmarks/dist.py [--quick] [--steps N] [--skip N] [--input-size N] [--batch N]
-       [--timeout S] [--settings local,dist-1,dist-2] [--out DIR] [--render]
 """
 
 import glob
@@ -42,17 +39,14 @@ def run_job(name, args, run, tmp):
     label, workers = SETTINGS[name]
     threads = max(1, int(run.env["OMP_NUM_THREADS"]) // max(workers, 1))
     save_dir = Path(tempfile.mkdtemp(dir=tmp))
-    argv = f"--model {MODEL} --synthetic --synthetic-batches {args.steps} --num-classes {CLASSES} --lr 0.01"
-    argv = argv.split() + f"--input-size {args.input_size} --batch-size {args.batch} --num-epochs 1".split()
-    argv += ["--log-interval", "1", "--num-cpus", "1", "--kvstore", "dist_sync" if workers else "device"]
-    argv += ["--save-dir", str(save_dir)]
+    extra = f"--synthetic --synthetic-batches {args.steps} --kvstore {'dist_sync' if workers else 'device'}"
+    argv = train.train_argv(MODEL, args.input_size, args.batch, CLASSES, save_dir, extra)
     case = {"argv": argv, "skip": args.skip, "sockets": bool(workers), "json": str(save_dir / "worker")}
     cmd = [sys.executable, str(Path(train.__file__).resolve()), "--worker", json.dumps(case)]
     if workers:
-        launch = (
-            f"-m a2gluon.launch -n {workers} -s 1 --timeout {args.timeout} --env-server OMP_NUM_THREADS:1"
-        )
-        cmd = [sys.executable, *launch.split(), "--env-worker", f"OMP_NUM_THREADS:{threads}", "--", *cmd]
+        launch = f"-m a2gluon launch -n {workers} -s 1 --timeout {args.timeout}".split()
+        env = ["--env-server", "OMP_NUM_THREADS:1", "--env-worker", f"OMP_NUM_THREADS:{threads}"]
+        cmd = [sys.executable, *launch, *env, "--", *cmd]
     h.say(label)
     job = h.process(cmd, h.worker_env(threads), timeout=args.timeout + 30)
     per_worker = [json.loads(Path(p).read_text()) for p in sorted(glob.glob(f"{save_dir}/worker.*"))]
@@ -67,10 +61,8 @@ def run_job(name, args, run, tmp):
     result["step_s"] = max(w["median_step_s"] for w in per_worker)
     result["images_per_s"] = args.batch * max(workers, 1) / result["step_s"]
     measured = [w["socket_bytes_per_step"] for w in per_worker if "socket_bytes_per_step" in w]
-    if measured:
-        result["measured_bytes_per_step_per_worker"] = statistics.fmean(
-            m["sent"] + m["received"] for m in measured
-        )
+    if measured:  # sent + received
+        result["measured_bytes_per_step_per_worker"] = statistics.fmean(sum(m.values()) for m in measured)
     return result
 
 
@@ -84,39 +76,32 @@ def render(report):
         if "error" in r:
             rows.append([r["label"], "", h.fmt(r, "step_s"), "", "", "", "", ""])
             continue
-        meas = r.get("measured_bytes_per_step_per_worker")
-        rows.append(
-            [r["label"], s["batch"] * max(r["workers"], 1), f"{r['step_s']:.3f}", f"{r['images_per_s']:.1f}"]
-            + [h.times(h.ratio(r["step_s"], base), missing="—")]
-            + [f"{analytic / 2**20:.1f}" if r["workers"] else "0"]
-            + ["—" if meas is None else f"{meas / 2**20:.1f}"]
-            + ["—" if meas is None else f"{meas / analytic:.3f}"]
-        )  # fmt: skip
-    header = ["setting", "global batch", "s per step", "images/s", "step time / no PS"]
-    header += ["analytic MiB per step per worker (push + pull)"]
-    header += ["measured MiB per step per worker (sent + received)", "measured / analytic"]
-    settings = (
-        f"`{MODEL}`, {report['trained_params']:,} trained parameters, {s['input_size']}×{s['input_size']}, "
-    )
+        meas, workers = r.get("measured_bytes_per_step_per_worker"), r["workers"]
+        cells = [r["label"], s["batch"] * max(workers, 1), f"{r['step_s']:.3f}", f"{r['images_per_s']:.1f}"]
+        ps_mib = f"{analytic / 2**20:.1f}" if workers else "0"
+        cells += [h.times(h.ratio(r["step_s"], base), missing="—"), ps_mib]
+        cells += ["—", "—"] if meas is None else [f"{meas / 2**20:.1f}", f"{meas / analytic:.3f}"]
+        rows.append(cells)
+    header = "setting|global batch|s per step|images/s|step time / no PS|analytic MiB per step per worker "
+    header += "(push + pull)|measured MiB per step per worker (sent + received)|measured / analytic"
+    size = f"{s['input_size']}×{s['input_size']}"
+    settings = f"`{MODEL}`, {report['trained_params']:,} trained parameters, {size}, "
     settings += f"batch {s['batch']} per worker, {s['steps']} steps per job, the first {s['skip']} left out."
     return "\n".join(h.table(header, rows, "lrrrrrrr") + h.notes(__doc__, report, settings))
 
 
 def main(argv=None):
     p = h.parser(__doc__, threads=False)
-    p.add_argument("--steps", type=h.at_least(3), default=12, help="steps per job (default 12)")
-    p.add_argument("--skip", type=h.at_least(1), default=2, help="warm-up steps left out (default 2)")
-    p.add_argument("--input-size", type=h.at_least(32), default=64, help="input size (default 64)")
-    p.add_argument("--batch", type=h.at_least(1), default=16, help="batch per worker (default 16)")
-    p.add_argument(
-        "--timeout", type=h.at_least(10), default=240, help="launcher timeout per job, s (default 240)"
-    )
+    h.number(p, "--steps", 12, "steps per job", least=3)
+    h.number(p, "--skip", 2, "warm-up steps left out")
+    h.number(p, "--input-size", 64, "input size", least=32)
+    h.number(p, "--batch", 16, "batch per worker")
+    h.number(p, "--timeout", 240, "launcher timeout per job, s", least=10)
     p.add_argument("--settings", type=h.names(SETTINGS), default=list(SETTINGS), help=",".join(SETTINGS))
-    args = h.parse(
-        p, argv, "dist", train.measure, render, {"input_size": 32, "steps": 4, "skip": 1, "batch": 4}
-    )
+    quick = {"input_size": 32, "steps": 4, "skip": 1, "batch": 4}
+    args = h.parse(p, argv, "dist", train.measure, render, quick)
     if args is None:
-        return 0
+        return
     if args.steps < args.skip + 2:
         p.error("--steps must be at least --skip + 2")
     from a2gluon.profile import profile_model
@@ -131,7 +116,6 @@ def main(argv=None):
         "results": results,
     }
     run.write("dist", report, render)
-    return 0
 
 
 if __name__ == "__main__":

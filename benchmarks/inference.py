@@ -31,11 +31,6 @@ CPUExecutionProvider, --threads intra-op threads, 1 inter-op thread, all graph o
   batch 32, lr 0.02 cosine, 1 warm-up epoch), exported with INT8 calibrated (naive) on 512 of its
   training images; top-1 of every runtime on the held-out images and agreement of its top-1 with
   the fp32 Gluon model's.
-
-Usage: python benchmarks/inference.py [--quick] [--batches 1,32] [--repeat N] [--repeat-batched N]
-       [--warmup N] [--rounds N] [--threads N] [--models a2_resnet50,resnet50]
-       [--runtimes gluon,symbol,fused,int8,onnxruntime,onnxruntime-int8] [--accuracy-epochs N]
-       [--no-accuracy] [--isa AVX2,AVX512_CORE] [--out DIR] [--render]
 """
 
 import os
@@ -73,12 +68,8 @@ def make_batch(batch, seed=0):
 
 def runtime_files(runtime, prefix):
     """The export prefix (or ONNX file) a runtime runs."""
-    return {
-        "fused": prefix + "-fused",
-        "int8": prefix + "-int8",
-        "onnxruntime": prefix + ".onnx",
-        "onnxruntime-int8": prefix + "-int8.onnx",
-    }.get(runtime, prefix)
+    suffixes = {"fused": "-fused", "int8": "-int8", "onnxruntime": ".onnx", "onnxruntime-int8": "-int8.onnx"}
+    return prefix + suffixes.get(runtime, "")
 
 
 def make_net(runtime, prefix, model=None):
@@ -91,8 +82,8 @@ def make_net(runtime, prefix, model=None):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
-        path = runtime_files(runtime, prefix)
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        path, cpu = runtime_files(runtime, prefix), ["CPUExecutionProvider"]
+        session = ort.InferenceSession(path, options, providers=cpu)
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})[0]
     import mxnet as mx
@@ -155,18 +146,10 @@ def accuracy(case):
     count = val["images"] - (batch.pad or 0)
     x, labels = batch.data[0].asnumpy()[:count], batch.label[0].asnumpy()[:count].astype(np.int64)
     top1 = {r: make_net(r, prefix, "a2_resnet26")(x).argmax(1) for r in case["runtimes"]}
-    ref = top1["gluon"]
-    return {
-        "images": int(count),
-        "train_images": train["images"],
-        "epochs": epochs,
-        "train_s": train_s,
-        "calib_images": calib.count,
-        "runtimes": {
-            r: {"top1": float((p == labels).mean()), "agreement": float((p == ref).mean())}
-            for r, p in top1.items()
-        },
-    }
+    hits = {r: (float((p == labels).mean()), float((p == top1["gluon"]).mean())) for r, p in top1.items()}
+    scores = {r: {"top1": top, "agreement": agree} for r, (top, agree) in hits.items()}
+    out = dict(images=int(count), train_images=train["images"], epochs=epochs, train_s=train_s)
+    return dict(out, calib_images=calib.count, runtimes=scores)
 
 
 def measure(case):
@@ -207,22 +190,13 @@ def export_models(models, workdir, runtimes):
         loaded = LoadedModel(net=net, model=model, num_classes=CLASSES, input_shape=INPUT_SHAPE)
         int8 = None
         if "int8" in runtimes or "onnxruntime-int8" in runtimes:
-            calib = CalibrationSet(
-                "seeded standard-normal images", mx.nd.array(make_batch(CALIB_IMAGES, 2)), 64
-            )
+            images = mx.nd.array(make_batch(CALIB_IMAGES, 2))
+            calib = CalibrationSet("seeded standard-normal images", images, 64)
             int8 = Int8Options(calib, "naive", onnx="onnxruntime-int8" in runtimes, check_images=8)
-        files = export_model(
-            loaded, os.path.join(workdir, model), INPUT_SHAPE, onnx=True, fused=True, int8=int8
-        )
-        sizes[model] = {
-            kind: os.path.getsize(path) for kind, path in files.items() if "params" in kind or "onnx" in kind
-        }
+        prefix = os.path.join(workdir, model)
+        files = export_model(loaded, prefix, INPUT_SHAPE, onnx=True, fused=True, int8=int8)
+        sizes[model] = {k: os.path.getsize(f) for k, f in files.items() if "params" in k or "onnx" in k}
     return sizes
-
-
-def _speedup(row, model, baseline):
-    res = row["results"][model]
-    return h.times(h.ratio(res.get("images_per_s"), (baseline or {}).get("images_per_s")))
 
 
 def render(report):
@@ -230,77 +204,49 @@ def render(report):
     first, second = report["models"]
     macs, s, env = report["multiply_adds"], report["settings"], report["environment"]
     mac_ratio = macs[first]["macs"] / macs[second]["macs"]
-    symbol = {
-        (r["batch"], r.get("isa"), m): r["results"][m]
-        for r in report["results"]
-        if r["runtime"] == "symbol"
-        for m in r["results"]
-    }
+    symbol = {(r["batch"], r.get("isa")): r["results"] for r in report["results"] if r["runtime"] == "symbol"}
     rows = []
     for row in report["results"]:
-        a, b, batch, isa = row["results"][first], row["results"][second], row["batch"], row.get("isa")
-        ratio = h.times(h.ratio(b.get("images_per_s"), a.get("images_per_s")))
+        res, batch, isa = row["results"], row["batch"], row.get("isa")
+        a, b, base = res[first], res[second], symbol.get((batch, isa), {})
         label = RUNTIMES[row["runtime"]] + (f", oneDNN limited to {isa}" if isa else "")
-        cells = [label, batch, h.spread(a), h.spread(b), ratio, f"{mac_ratio:.2f}×"]
-        cells += [_speedup(row, m, symbol.get((batch, isa, m))) for m in (first, second)]
-        rows.append(cells)
-    header = ["runtime", "batch", f"{first} images/s", f"{second} images/s"]
-    header += [f"{first} / {second} time per image", f"{first} / {second} multiply-adds"]
-    header += [f"{first} × fp32 symbol", f"{second} × fp32 symbol"]
+        cells = [label, batch, h.spread(a), h.spread(b)]
+        cells += [h.times(h.ratio(b.get("images_per_s"), a.get("images_per_s"))), f"{mac_ratio:.2f}×"]
+        speed = [
+            h.ratio(res[m].get("images_per_s"), base.get(m, {}).get("images_per_s")) for m in (first, second)
+        ]
+        rows.append(cells + [h.times(x) for x in speed])
+    header = f"runtime|batch|{first} images/s|{second} images/s|{first} / {second} time per image|{first} / "
+    header += f"{second} multiply-adds|{first} × fp32 symbol|{second} × fp32 symbol"
     lines = h.table(header, rows, "lrrrrrrr")
     if report.get("agreement"):
         rows = []
         for model, chk in report["agreement"].items():
-            if "error" in chk:
-                rows.append([f"`{model}`", h.fmt(chk, ""), "", "", ""])
-                continue
-            for runtime, got in chk["runtimes"].items():
-                same = f"{got['top1_same']} of {chk['images']}"
+            rows += [[f"`{model}`", h.fmt(chk, ""), "", "", ""]] if "error" in chk else []
+            for runtime, got in chk.get("runtimes", {}).items():
+                cells = [f"{chk['max_abs_output']:.3g}", f"{got['max_abs_diff']:.2g}"]
                 rows.append(
-                    [
-                        f"`{model}`",
-                        RUNTIMES[runtime],
-                        f"{chk['max_abs_output']:.3g}",
-                        f"{got['max_abs_diff']:.2g}",
-                        same,
-                    ]
+                    [f"`{model}`", RUNTIMES[runtime], *cells, f"{got['top1_same']} of {chk['images']}"]
                 )
-        header = [
-            "model (random weights)",
-            "runtime",
-            "largest \\|logit\\| (Gluon)",
-            "− Gluon, max abs",
-            "top-1 as Gluon",
-        ]
+        header = "model (random weights)|runtime|largest \\|logit\\| (Gluon)|− Gluon, max abs|top-1 as Gluon"
         lines += ["", *h.table(header, rows, "llrrr")]
     acc = report.get("accuracy")
     if acc and "error" not in acc:
-        fp32 = acc["runtimes"]["gluon"]["top1"]
-        rows = [
-            [
-                RUNTIMES[r],
-                f"{100 * v['top1']:.2f} %",
-                f"{100 * (v['top1'] - fp32):+.2f}",
-                f"{100 * v['agreement']:.2f} %",
-            ]
-            for r, v in acc["runtimes"].items()
-        ]
-        header = [
-            f"runtime (a2_resnet26, digits, {acc['images']} held-out images)",
-            "top-1",
-            "− fp32 (points)",
-        ]
-        lines += ["", *h.table(header + ["top-1 agreement with fp32"], rows, "lrrr")]
+        fp32, rows = acc["runtimes"]["gluon"]["top1"], []
+        for r, v in acc["runtimes"].items():
+            gain, agree = 100 * (v["top1"] - fp32), 100 * v["agreement"]
+            rows.append([RUNTIMES[r], f"{100 * v['top1']:.2f} %", f"{gain:+.2f}", f"{agree:.2f} %"])
+        header = f"runtime (a2_resnet26, digits, {acc['images']} held-out images)|top-1|− fp32 (points)"
+        lines += ["", *h.table(header + "|top-1 agreement with fp32", rows, "lrrr")]
     elif acc:
         lines += ["", f"Held-out accuracy: {h.fmt(acc, '')}"]
     cells = [(row["batch"], r.get("repeat")) for row in report["results"] for r in row["results"].values()]
     repeats = "; ".join(f"batch {b}: {n}" for b, n in sorted({(b, h.counts(n)) for b, n in cells if n}))
-    settings = (
+    bullets = [
         f"{s['warmup']} warm-up step(s) per process, processes × timed steps: {repeats}; multiply-adds "
-    )
-    settings += f"{macs[first]['macs'] / 1e9:.2f} G / {macs[second]['macs'] / 1e9:.2f} G; onnxruntime "
-    settings += f"{env['onnxruntime']} with {env['omp_num_threads']} intra-op threads."
-    bullets = [settings]
+        f"{macs[first]['macs'] / 1e9:.2f} G / {macs[second]['macs'] / 1e9:.2f} G; onnxruntime "
+        f"{env['onnxruntime']} with {env['omp_num_threads']} intra-op threads."
+    ]
     if acc and "error" not in acc:
         bullets.append(
             f"Digits model: {acc['epochs']} epochs on {acc['train_images']} images ({acc['train_s']:.0f} s), "
@@ -315,31 +261,20 @@ def main(argv=None):
     p = h.parser(__doc__, rounds=2)
     p.add_argument("--batches", type=h.integers, default=[1, 32], help="batch sizes (default 1,32)")
     p.add_argument("--repeat", type=h.at_least(1), default=20, help="timed steps at batch 1 (default 20)")
-    p.add_argument("--repeat-batched", type=h.at_least(1), default=5, help="timed steps at larger batches")
     p.add_argument("--warmup", type=h.at_least(0), default=2, help="untimed steps (default 2)")
-    p.add_argument(
-        "--models",
-        type=h.names(),
-        default=["a2_resnet50", "resnet50"],
-        help="the A² model, then its baseline",
-    )
+    p.add_argument("--repeat-batched", type=h.at_least(1), default=5, help="timed steps at larger batches")
+    models = ["a2_resnet50", "resnet50"]
+    p.add_argument("--models", type=h.names(), default=models, help="the A² model, then its baseline")
     p.add_argument("--runtimes", type=h.names(RUNTIMES), default=list(RUNTIMES), help=",".join(RUNTIMES))
-    p.add_argument(
-        "--accuracy-epochs", type=h.at_least(1), default=12, help="digits training epochs (default 12)"
-    )
+    p.add_argument("--accuracy-epochs", type=h.at_least(1), default=12, help="digits training epochs")
     p.add_argument("--no-accuracy", action="store_true", help="skip the trained model's held-out accuracy")
-    p.add_argument(
-        "--isa",
-        type=h.names(ISA_CAPS),
-        default=[],
-        help="also time the MXNet fp32 and INT8 graphs with oneDNN limited to these instruction sets "
-        f"(DNNL_MAX_CPU_ISA; {','.join(ISA_CAPS)}), emulating older CPUs",
-    )
+    isa = "also time the MXNet fp32 and INT8 graphs with oneDNN limited to these instruction sets "
+    isa += f"(DNNL_MAX_CPU_ISA; {','.join(ISA_CAPS)}), emulating older CPUs"
+    p.add_argument("--isa", type=h.names(ISA_CAPS), default=[], help=isa)
     quick = {"batches": [1], "rounds": 1, "repeat": 2, "warmup": 1, "models": ["a2_resnet26", "resnet26"]}
-    quick["no_accuracy"] = True
-    args = h.parse(p, argv, "inference", measure, render, quick)
+    args = h.parse(p, argv, "inference", measure, render, dict(quick, no_accuracy=True))
     if args is None:
-        return 0
+        return
     import onnx
     import onnxruntime
 
@@ -351,10 +286,8 @@ def main(argv=None):
         p.error(
             f"--models: give two registry models, the A² model and its baseline, got {','.join(args.models)}"
         )
-    skipped = {}
-    for runtime, problem in (("int8", int8_cpu_problem()), ("onnxruntime-int8", ort_quantization_problem())):
-        if runtime in args.runtimes and problem:
-            skipped[runtime] = problem
+    problems = {"int8": int8_cpu_problem(), "onnxruntime-int8": ort_quantization_problem()}
+    skipped = {runtime: why for runtime, why in problems.items() if why and runtime in args.runtimes}
     if "int8" in skipped and "onnxruntime-int8" in args.runtimes:
         skipped["onnxruntime-int8"] = "needs the INT8 export"
     runtimes = [r for r in args.runtimes if r not in skipped]
@@ -363,31 +296,28 @@ def main(argv=None):
     try:
         h.say(f"exporting {', '.join(args.models)} to {workdir}")
         exported = export_models(args.models, workdir, runtimes)
-        agreement = {}
-        for model in args.models:
-            case = {"check": os.path.join(workdir, model), "runtimes": runtimes}
-            agreement[model] = run.worker(case, f"checking {model}: outputs of the runtimes")
-        acc = None
-        if not args.no_accuracy:
-            case = {
-                "accuracy": os.path.join(workdir, "digits"),
-                "epochs": args.accuracy_epochs,
-                "runtimes": runtimes,
-            }
-            acc = run.worker(case, "training a2_resnet26 on the digits; held-out top-1 of each runtime")
+        agreement = {
+            m: run.worker({"check": os.path.join(workdir, m), "runtimes": runtimes}, f"checking {m}: outputs")
+            for m in args.models
+        }
+        case = {
+            "accuracy": os.path.join(workdir, "digits"),
+            "epochs": args.accuracy_epochs,
+            "runtimes": runtimes,
+        }
+        label = "training a2_resnet26 on the digits; held-out top-1 of each runtime"
+        acc = None if args.no_accuracy else run.worker(case, label)
 
         def case_of(key):
             batch, runtime, model, isa = key
-            repeat = args.repeat if batch == 1 else args.repeat_batched
             case = {"runtime": runtime, "prefix": os.path.join(workdir, model), "batch": batch, "isa": isa}
-            return dict(case, repeat=repeat, warmup=args.warmup)
+            return dict(case, repeat=args.repeat if batch == 1 else args.repeat_batched, warmup=args.warmup)
 
         rows = [(b, r, None) for b in args.batches for r in runtimes]
         rows += [
             (b, r, isa) for isa in args.isa for b in args.batches for r in runtimes if r in ONEDNN_RUNTIMES
         ]
-        keys = [(b, r, m, isa) for b, r, isa in rows for m in args.models]
-        rounds = run.rounds(keys, case_of)
+        rounds = run.rounds([(b, r, m, isa) for b, r, isa in rows for m in args.models], case_of)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results = []
@@ -404,13 +334,9 @@ def main(argv=None):
     report.update(results=results, accuracy=acc, skipped=skipped)
     flags = cpu_flags() or set()
     isa = ", ".join(sorted(f for f in flags if f.startswith("avx512") or f in ("avx2", "fma"))) or "unknown"
-    report["environment"] = {
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "cpu_isa": f"{isa} (oneDNN level {effective_isa()})",
-    }
+    versions = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    report["environment"] = dict(versions, cpu_isa=f"{isa} (oneDNN level {effective_isa()})")
     run.write("inference", report, render)
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,9 +15,6 @@ optimizer step. Each model runs in fresh processes (every other round in reverse
 - **peak RSS**: the process's peak resident set size after the model's forward warm-up passes
   and after its fwd+bwd ones, before the paired resnet50 is built (parameters, gradients,
   activations and MXNet's memory pool).
-
-Usage: python benchmarks/models.py [--quick] [--batch 16] [--repeat 3] [--warmup 1] [--rounds 2]
-       [--models resnet50,a2_resnet50,...] [--threads N] [--out DIR] [--render]
 """
 
 import statistics
@@ -30,26 +27,12 @@ MAC_TOLERANCE, RESNET152_GOAL = 0.10, 0.65
 
 
 def build(name, batch):
-    """One forward pass and one forward+backward pass of model `name` on a random batch."""
+    """Model `name` (Xavier initialisation) on a random batch: its forward and forward+backward passes."""
     import mxnet as mx
-    from mxnet import autograd
 
     from a2gluon.models import get_model
 
-    mx.random.seed(0)
-    net = get_model(name, classes=1000)
-    net.initialize(mx.init.Xavier(), ctx=mx.cpu())
-    net.hybridize(static_alloc=True, static_shape=True)
-    x = mx.nd.random.uniform(shape=(batch, *IMAGE))
-    mx.nd.waitall()
-
-    def train():
-        with autograd.record():
-            y = net(x)
-        y.backward()
-        mx.nd.waitall()
-
-    return {"forward": lambda: net(x).wait_to_read(), "train": train}
+    return h.net_runs(get_model(name, classes=1000), (batch, *IMAGE), mx.init.Xavier())
 
 
 def measure(case):
@@ -121,13 +104,12 @@ def render(report):
 def main(argv=None):
     p = h.parser(__doc__, rounds=2)
     p.add_argument("--batch", type=h.at_least(1), default=16, help="batch size (default 16)")
-    p.add_argument("--repeat", type=h.at_least(1), default=3, help="timed passes per phase (default 3)")
-    p.add_argument("--warmup", type=h.at_least(1), default=1, help="untimed passes per phase (default 1)")
+    h.pass_options(p, repeat=3, warmup=1, what="passes per phase")
     p.add_argument("--models", type=h.names(), default=list(MODELS), help=f"default {','.join(MODELS)}")
     quick = {"batch": 2, "repeat": 1, "warmup": 1, "rounds": 1, "models": ["resnet50", "a2_resnet50"]}
     args = h.parse(p, argv, "models", measure, render, quick)
     if args is None:
-        return 0
+        return
     from a2gluon.models import list_models
     from a2gluon.profile import profile_model
 
@@ -135,8 +117,7 @@ def main(argv=None):
     if set(names) - set(list_models()):
         p.error(f"--models: unknown {', '.join(sorted(set(names) - set(list_models())))}")
     run = h.Run(__file__, args)
-    settings = {"batch": args.batch, "repeat": args.repeat, "warmup": args.warmup}
-    rounds = run.rounds(names, lambda name: dict(settings, model=name))
+    rounds = run.rounds(names, lambda name: h.pass_case(args, batch=args.batch, model=name))
     results = {}
     for name in names:
         done = [r for r in rounds[name] if "error" not in r]
@@ -148,7 +129,6 @@ def main(argv=None):
                 results[name][phase][key] = [t for r in done for t in r[phase][key]]
     macs = {name: profile_model(name, IMAGE).macs for name in names}
     run.write("models", {"models": names, "macs": macs, "results": results}, render)
-    return 0
 
 
 if __name__ == "__main__":

@@ -17,9 +17,6 @@ counts the bytes its TCP sockets sent and received (`ss -tinp`) over the timed w
   reading, decoding and augmenting on the same cores. **(noisy)**: the processes of one of the
   two variants differ by more than 1.3× in images/s (other load on the shared machine): the
   share is not meaningful there.
-
-Usage: python benchmarks/train.py [--quick] [--rounds N] [--images N] [--skip N]
-       [--cases a2_resnet26@112,a2_resnet26@224,a2_resnet50@224] [--out DIR] [--render]
 """
 
 import json
@@ -59,6 +56,14 @@ def socket_bytes(pid):
             for field, value in re.findall(r"\bbytes_(sent|received):(\d+)", line):
                 total[field] += int(value)
     return total
+
+
+def train_argv(model, size, batch, classes, save_dir, extra):
+    """train_imagenet.py's command line: one epoch on one CPU context, a log line per step, `extra`."""
+    argv = f"--model {model} --input-size {size} --batch-size {batch} --num-classes {classes} --lr 0.01"
+    return (
+        argv.split() + f"--num-epochs 1 --log-interval 1 --num-cpus 1 --save-dir {save_dir} {extra}".split()
+    )
 
 
 def step_stats(notes, batch, skip):
@@ -120,13 +125,11 @@ def data_goal():
     if not best or not consumed:
         return {"text": "not measured in benchmarks/results/data.json"}
     batch = report["settings"]["train_batch"]
-    return {
-        "ratio": best / consumed,
-        "met": best >= consumed,
-        "text": f"ImageRecordIter decodes {best:.0f} images per CPU-second, the {data.TRAIN_MODEL} training "
-        f"step (batch {batch} at {data.INPUT_SIZE}) consumes {consumed:.1f} images/s: {best / consumed:.0f}× "
-        f"— {'met' if best >= consumed else 'NOT met'} (benchmarks/data.py, {report['date']})",
-    }
+    text = f"ImageRecordIter decodes {best:.0f} images per CPU-second, the {data.TRAIN_MODEL} training step "
+    text += f"(batch {batch} at {data.INPUT_SIZE}) consumes {consumed:.1f} images/s: "
+    text += f"{best / consumed:.0f}× — {'met' if best >= consumed else 'NOT met'} "
+    text += f"(benchmarks/data.py, {report['date']})"
+    return {"ratio": best / consumed, "met": best >= consumed, "text": text}
 
 
 def render(report):
@@ -143,26 +146,21 @@ def render(report):
                     + ["—" if ratio is None else f"{ratio:.2f}", share, " / ".join(steps)])  # fmt: skip
     header = "model|input|batch|synthetic images/s|real pipeline images/s|real / synthetic|pipeline's share"
     settings = f"{s['images']} JPEGs, {s['rounds']} process(es) per cell, {s['skip']} warm-up steps left out."
-    return "\n".join(
-        h.table((header + "|step s (synthetic / real)").split("|"), rows, "lrrrrrrl")
-        + [
-            "",
-            f"Goal: the data pipeline on one core feeds at least the CPU training step of a2_resnet26: "
-            f"{report['goal']['text']}.",
-        ]  # fmt: skip
-        + h.notes(__doc__, report, settings)
-    )
+    goal = "Goal: the data pipeline on one core feeds at least the CPU training step of a2_resnet26: "
+    goal += f"{report['goal']['text']}."
+    lines = h.table(header + "|step s (synthetic / real)", rows, "lrrrrrrl") + ["", goal]
+    return "\n".join(lines + h.notes(__doc__, report, settings))
 
 
 def main(argv=None):
     p = h.parser(__doc__, rounds=2, threads=False)
-    p.add_argument("--images", type=h.at_least(1), default=96, help="JPEGs in the training set (default 96)")
-    p.add_argument("--skip", type=h.at_least(1), default=2, help="warm-up steps left out (default 2)")
+    h.number(p, "--images", 96, "JPEGs in the training set")
+    h.number(p, "--skip", 2, "warm-up steps left out")
     p.add_argument("--cases", type=h.names(CASES), default=list(CASES), help="subset of " + ",".join(CASES))
     quick = {"cases": ["a2_resnet26@112"], "images": 48, "rounds": 1, "skip": 1}
     args = h.parse(p, argv, "train", measure, render, quick)
     if args is None:
-        return 0
+        return
     from data import make_records
 
     run = h.Run(__file__, args)
@@ -176,15 +174,14 @@ def main(argv=None):
         def case_of(key):
             model, size, batch, share = CASES[key[0]]
             prefix, count = sets[share]
-            argv = f"--model {model} --input-size {size} --batch-size {batch} --lr 0.01 --num-epochs 1"
-            argv = argv.split() + "--num-classes 2 --log-interval 1 --num-cpus 1 --save-dir".split()
-            argv.append(tempfile.mkdtemp(dir=tmp))
+            extra = f"--rec-train {prefix}.rec --rec-train-idx {prefix}.idx -j 1 --color-jitter 0.4"
+            extra += " --pca-noise 0.1"
             if key[1] == "synthetic":
-                argv += ["--synthetic", "--synthetic-batches", str(count // batch)]
-            else:
-                argv += ["--rec-train", prefix + ".rec", "--rec-train-idx", prefix + ".idx", "-j", "1"]
-                argv += ["--color-jitter", "0.4", "--pca-noise", "0.1"]
-            return {"argv": argv, "skip": args.skip}
+                extra = f"--synthetic --synthetic-batches {count // batch}"
+            return {
+                "argv": train_argv(model, size, batch, 2, tempfile.mkdtemp(dir=tmp), extra),
+                "skip": args.skip,
+            }
 
         rounds = run.rounds([(name, v) for name in args.cases for v in VARIANTS], case_of, timeout=900)
     cases = []
@@ -195,7 +192,6 @@ def main(argv=None):
             case[v] = h.combine(rounds[(name, v)], ("images_per_s", "median_step_s", "mean_images_per_s"))
         cases.append(case)
     run.write("train", {"cases": cases, "goal": data_goal()}, render)
-    return 0
 
 
 if __name__ == "__main__":

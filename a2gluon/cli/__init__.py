@@ -11,11 +11,17 @@ import sys
 # name -> (module in a2gluon.cli, one line for `a2gluon --help`)
 COMMANDS = {
     "train": ("train", "train a model on ImageNet RecordIO (or synthetic) data"),
+    "train-video": ("train_video", "train a video model on video files (Kinetics, UCF-101, class folders)"),
     "eval": ("evaluate", "single centre-crop top-1/top-5 of a checkpoint, exported model or run"),
+    "eval-video": ("eval_video", "clip and video top-1/top-5 of a video model (clips x crops per video)"),
     "export": ("export", "write symbol JSON + params (and ONNX) for deployment"),
     "predict": ("predict", "top-k classes of image files with a trained or exported model"),
     "profile": ("profile", "count a model's parameters and multiply-adds (the paper's tables)"),
     "pack": ("pack", "pack ImageNet class folders into im2rec .rec/.idx/.lst records"),
+    "pack-video": (
+        "pack_video",
+        "re-encode a video set at a smaller size, with its list file and classes.json",
+    ),
     "check-records": ("check_records", "check a .rec/.idx pair; --deep decodes every image"),
     "digits": ("digits", "write scikit-learn's digit scans as ImageNet class folders (demo data)"),
     "launch": ("launch", "run a command as a parameter-server job (scheduler, servers, workers)"),

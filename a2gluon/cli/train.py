@@ -6,7 +6,7 @@ import sys
 
 from ..data.verify import describe_crash
 from ..engine.schedule import MODES
-from ..engine.settings import DTYPES, LR_SCALING, TrainSettings
+from ..engine.settings import DTYPES, INFLATE_MODES, LR_SCALING, TrainSettings
 from ..errors import show_fatal_signals
 from ..models.registry import ATTENTION_CHOICES
 
@@ -35,7 +35,13 @@ def build_parser(prog=PROG):
     data.add_argument("--min-random-area", type=float, default=0.08, help="random resized crop: least area")
     data.add_argument("--color-jitter", type=float, default=0.0, help="brightness/contrast/saturation jitter")
     data.add_argument("--pca-noise", type=float, default=0.0, help="PCA lighting noise (0.1 in Gluon-CV)")
+    add_trainer_arguments(p)
+    return p
 
+
+def add_trainer_arguments(p):
+    """The flags of the training engine (model, optimisation, devices and run): the same for
+    every kind of data (a2gluon train-video adds them to its own data flags)."""
     model = p.add_argument_group("model")
     model.add_argument("--model", default=D.model, help="a name from a2gluon.models.list_models()")
     model.add_argument(
@@ -45,6 +51,23 @@ def build_parser(prog=PROG):
     model.add_argument("--blocks", help="where: 'conv3:2,conv4:2' (after unit U of stage convS)")
     model.add_argument("--reduction", type=int, help="m = n = channels / reduction")
     model.add_argument("--last-gamma", action="store_true", help="zero-init each unit's last BatchNorm gamma")
+    model.add_argument(
+        "--pretrained",
+        metavar="PARAMS",
+        help="start from this checkpoint of the same network (another class count: new classifier)",
+    )
+    model.add_argument(
+        "--pretrained-2d",
+        metavar="PARAMS",
+        help="video networks: start from an image network's checkpoint, inflated (see --inflate)",
+    )
+    model.add_argument(
+        "--inflate",
+        choices=INFLATE_MODES,
+        default=D.inflate,
+        help="--pretrained-2d: a k x 3 x 3 kernel is the 3 x 3 one / k repeated k times (mean) or "
+        "the 3 x 3 one in the centre tap (centre)",
+    )
 
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--batch-size", type=int, default=D.batch_size, help="images per device per step")
@@ -60,6 +83,17 @@ def build_parser(prog=PROG):
         "--lr-decay", type=float, default=D.lr_decay, help="step mode: factor at each decay epoch"
     )
     opt.add_argument("--lr-decay-epoch", default=D.lr_decay_epoch, help="step mode: epochs where lr decays")
+    opt.add_argument(
+        "--num-iters",
+        type=int,
+        default=D.num_iters,
+        help="stop after this many iterations (optimizer updates) instead of --num-epochs",
+    )
+    opt.add_argument(
+        "--lr-decay-iters",
+        default=D.lr_decay_iters,
+        help="step mode: iterations where lr decays (e.g. 20000,30000), instead of --lr-decay-epoch",
+    )
     opt.add_argument(
         "--plateau-threshold",
         type=float,
@@ -159,7 +193,6 @@ def build_parser(prog=PROG):
     )
     run.add_argument("--seed", type=int, default=D.seed)
     run.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
 
 
 def data_source(args):
@@ -188,13 +221,24 @@ def _in_distributed_job(args):
     return "DMLC_ROLE" in os.environ or str(args.kvstore).lower() == "horovod"
 
 
-def dry_run(args):
+def count_examples(args, devices, workers):
+    """The training examples the data flags name, when known without reading them all."""
+    from ..data.pipeline import read_index
+
+    if args.synthetic:
+        return args.synthetic_batches * args.batch_size * len(devices) * workers
+    if args.rec_train_idx and os.path.isfile(args.rec_train_idx):
+        return int(read_index(args.rec_train_idx)[0].size)
+    return None
+
+
+def dry_run(args, count=count_examples, extra=None):
     """The resolved settings of this command line as one JSON object (stdout), without training:
     the devices it names (not checked here) and the workers of the job it runs in (DMLC_NUM_WORKER
-    under a2gluon launch, HOROVOD_SIZE / OMPI_COMM_WORLD_SIZE under horovodrun, else 1)."""
+    under a2gluon launch, HOROVOD_SIZE / OMPI_COMM_WORLD_SIZE under horovodrun, else 1).
+    `count(args, devices, workers)`: the training examples, or None; `extra`: more keys."""
     import json
 
-    from ..data.pipeline import read_index
     from ..engine.settings import run_plan
 
     settings = TrainSettings.from_namespace(args)
@@ -208,13 +252,10 @@ def dry_run(args):
         if os.environ.get(name, "").isdigit():
             workers = int(os.environ[name])
             break
-    num_images = None
-    if args.synthetic:
-        num_images = args.synthetic_batches * args.batch_size * len(devices) * workers
-    elif args.rec_train_idx and os.path.isfile(args.rec_train_idx):
-        num_images = int(read_index(args.rec_train_idx)[0].size)
+    num_images = count(args, devices, workers)
     plan = run_plan(settings, devices, workers, num_images, config=args.config)
     plan["input_size"] = args.input_size
+    plan.update(extra or {})
     print(json.dumps(plan, indent=1))
     return 0
 
@@ -235,7 +276,11 @@ def main(argv=None, prog=PROG):
             return 2
     records = [r for r in (args.rec_train, args.rec_val) if r and not args.synthetic]
     show_fatal_signals(f"{prog}: error: {describe_crash(records)}" if records else None)
-    code = _train(args)
+    return leave(args, train(args, data_source))
+
+
+def leave(args, code):
+    """`code`; a failing worker of a distributed job exits here and now."""
     if code and _in_distributed_job(args):
         # A failing worker of a parameter-server job blocks forever in the store's shutdown
         # (and a Horovod rank in its finaliser): leave now, so that the launcher ends the job.
@@ -245,7 +290,8 @@ def main(argv=None, prog=PROG):
     return code
 
 
-def _train(args):
+def train(args, make_source):
+    """fit() with the settings of `args` on the source make_source(args); the exit status."""
     from ..data import DataError
     from ..engine.checkpoint import CheckpointError
     from ..engine.devices import DeviceError
@@ -253,7 +299,7 @@ def _train(args):
     from ..errors import error_line
 
     try:
-        summary = fit(TrainSettings.from_namespace(args), data_source(args))
+        summary = fit(TrainSettings.from_namespace(args), make_source(args))
     except (TrainError, DataError, DeviceError, CheckpointError) as err:
         if args.debug:
             raise

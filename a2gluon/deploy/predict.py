@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as np
 
 from ..models import model_spec
-from .export import ExportError, check_input_shape
+from .export import VIEW_SETTINGS, ExportError, check_input_shape
 from .graph import inference_graph
 from .loading import ModelLoadError
 from .preprocess import load_batch
@@ -19,6 +19,79 @@ def is_video_model(loaded):
     return loaded.model is not None and model_spec(loaded.model).is_video
 
 
+# The test protocol without a checkpoint that records one (the Non-local / SlowFast papers').
+NUM_CLIPS, NUM_CROPS = 10, 3
+
+
+def video_protocol(loaded, **given):
+    """{setting: value} of VIEW_SETTINGS for video model `loaded`: those `given` (not None), else
+    what its checkpoint or export recorded (meta 'args'), else its input shape, a sampling stride
+    of 1, the short side of the evaluation resize and 10 clips x 3 crops."""
+    from ..data.pipeline import resize_size
+
+    recorded = (loaded.meta or {}).get("args") or {}
+    shape = loaded.input_shape or (model_spec(loaded.model).input_shape if loaded.model else None)
+    fallback = {"new_step": 1, "num_clips": NUM_CLIPS, "num_crops": NUM_CROPS}
+    if shape:
+        fallback.update(new_length=shape[1], input_size=shape[-1])
+    out = {}
+    for name in VIEW_SETTINGS:
+        value = given.get(name)
+        if value is None:
+            value = recorded.get(name, fallback.get(name))
+        if value is None and name == "short_side" and out.get("input_size"):
+            value = resize_size(out["input_size"], 0.875)
+        if value is None:
+            raise ModelLoadError(
+                f"{loaded.source}: nothing records its --{name.replace('_', '-')}; give it (the "
+                "model's training clip), e.g. --new-length 16 --input-size 112"
+            )
+        out[name] = int(value)
+    if out["short_side"] < out["input_size"]:
+        raise ModelLoadError(
+            f"--short-side {out['short_side']} is smaller than --input-size {out['input_size']}"
+        )
+    return out
+
+
+def predict_videos(loaded, paths, topk=5, ctx=None, fused=True, batch_size=8, **given):
+    """[{'video': path, 'views': V, 'predictions': [...]}] as predict_images gives them for
+    images: the softmax of every test view of the video (video_protocol(loaded, **given):
+    clips x crops) averaged, its `topk` classes, most probable first."""
+    from ..data.video import video_views
+
+    ctx = ctx or mx.cpu()
+    views = video_protocol(loaded, **given)
+    net, _ = inference_graph(loaded, ctx, fused)
+    results = []
+    for path in paths:
+        clips = video_views(path, **views)
+        probs = np.concatenate(
+            [
+                mx.nd.softmax(net(mx.nd.array(clips[i : i + batch_size], ctx=ctx)), axis=-1).asnumpy()
+                for i in range(0, len(clips), batch_size)
+            ]
+        ).mean(axis=0)
+        results.append(dict(video=path, views=len(clips), **_top(loaded, probs, topk)))
+    return results
+
+
+def _top(loaded, p, topk):
+    """{'predictions': [{'index', 'class', 'probability'}, ...]}: the `topk` largest of p."""
+    if loaded.classes is not None and len(p) != len(loaded.classes):
+        raise ModelLoadError(
+            f"the class list has {len(loaded.classes)} names but the model has {len(p)} outputs; "
+            "pass the class list it was trained with"
+        )
+    order = np.argsort(-p, kind="stable")[: min(topk, len(p))]
+    return {
+        "predictions": [
+            {"index": int(i), "class": class_name(loaded.classes, int(i)), "probability": float(p[i])}
+            for i in order
+        ]
+    }
+
+
 def class_name(classes, index):
     return classes[index] if classes is not None else f"class {index}"
 
@@ -29,8 +102,8 @@ def predict_images(loaded, paths, input_size=None, topk=5, batch_size=8, ctx=Non
     fused fp32 graph on a CPU (deploy.graph.inference_graph) rather than the model as loaded."""
     if is_video_model(loaded):
         raise ModelLoadError(
-            f"{loaded.model or loaded.source} is a video model (input C x T x H x W); predict "
-            "classifies single images: use an image model"
+            f"{loaded.model or loaded.source} is a video model (input C x T x H x W); give it video "
+            "files (predict_videos), not images"
         )
     ctx = ctx or mx.cpu()
     input_size = input_size or loaded.input_size or 224
@@ -45,27 +118,8 @@ def predict_images(loaded, paths, input_size=None, topk=5, batch_size=8, ctx=Non
         batch = load_batch(chunk, input_size).as_in_context(ctx)
         logits = net(batch)
         probs = mx.nd.softmax(logits, axis=-1).asnumpy()
-        if loaded.classes is not None and probs.shape[1] != len(loaded.classes):
-            raise ModelLoadError(
-                f"the class list has {len(loaded.classes)} names but the model has "
-                f"{probs.shape[1]} outputs; pass the class list it was trained with"
-            )
-        k = min(topk, probs.shape[1])
         for path, p in zip(chunk, probs):
-            order = np.argsort(-p, kind="stable")[:k]
-            results.append(
-                {
-                    "image": path,
-                    "predictions": [
-                        {
-                            "index": int(i),
-                            "class": class_name(loaded.classes, int(i)),
-                            "probability": float(p[i]),
-                        }
-                        for i in order
-                    ],
-                }
-            )
+            results.append(dict(image=path, **_top(loaded, p, topk)))
     return results
 
 
@@ -73,6 +127,6 @@ def format_predictions(results):
     """Plain-text report: each image's path, then one 'probability  class' line per class."""
     lines = []
     for item in results:
-        lines.append(item["image"])
+        lines.append(item["image"] if "image" in item else f"{item['video']} ({item['views']} views)")
         lines += [f"  {p['probability']:.4f}  {p['class']}" for p in item["predictions"]]
     return "\n".join(lines)

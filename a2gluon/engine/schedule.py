@@ -69,14 +69,25 @@ def plateau_decay_epochs(train_top1, threshold=0.001, patience=5, max_decays=3):
     return tuple(epochs)
 
 
-def parse_decay_epochs(text):
-    """'30,60,90' -> (30, 60, 90); a clear error otherwise."""
+def parse_decay_epochs(text, flag="--lr-decay-epoch", unit="epochs", example="30,60,90"):
+    """'30,60,90' -> (30, 60, 90); a clear error otherwise.  (Also --lr-decay-iters: iterations.)"""
     try:
         epochs = tuple(int(e) for e in str(text).split(",") if e.strip())
     except ValueError:
-        raise ValueError(
-            f"--lr-decay-epoch takes comma-separated epochs like 30,60,90, got {text!r}"
-        ) from None
+        raise ValueError(f"{flag} takes comma-separated {unit} like {example}, got {text!r}") from None
     if list(epochs) != sorted(epochs) or any(e < 0 for e in epochs):
-        raise ValueError(f"--lr-decay-epoch must be increasing non-negative epochs, got {text!r}")
+        raise ValueError(f"{flag} must be increasing non-negative {unit}, got {text!r}")
     return epochs
+
+
+def iteration_plan(num_epochs, steps_per_epoch, decay_epochs, accumulate=1, num_iters=None, decay_iters=None):
+    """(epochs to run, batches in all, decay points in epochs) of a run whose length and decay
+    points are given in epochs or, as the paper gives its video recipes ("x0.1 at 20k and 30k
+    iterations, stop at 37k"), in iterations: optimizer updates, each of `accumulate` batches.
+    An iteration count ends the run inside its last epoch; decay points become fractional
+    epochs, which the Schedule takes as they are (it counts the steps within an epoch)."""
+    total = num_epochs * steps_per_epoch if num_iters is None else num_iters * accumulate
+    epochs = -(-total // steps_per_epoch)
+    if decay_iters is not None:
+        decay_epochs = tuple(i * accumulate / steps_per_epoch for i in decay_iters)
+    return epochs, total, tuple(decay_epochs)

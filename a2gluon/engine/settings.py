@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from ..models.registry import ATTENTION_CHOICES, model_options
 from .distributed import KVSTORES
-from .schedule import MODES, parse_decay_epochs
+from .schedule import MODES, iteration_plan, parse_decay_epochs
 
 DTYPES = ("float32", "float16", "bfloat16")
+# How --pretrained-2d makes a 2-D kernel 3-D (a2gluon.models.inflate).
+INFLATE_MODES = ("mean", "centre")
 # How a recipe's global batch is kept when the devices give another: "none" keeps the recipe's
 # lr and reaches the batch by accumulating gradients; "linear" trains with the devices' batch and
 # scales the lr by it (Goyal et al.).
@@ -38,6 +40,9 @@ class TrainSettings:
     blocks: str = None  # "conv3:2,conv4:2"
     reduction: int = None  # m = n = channels / reduction
     last_gamma: bool = False
+    pretrained_2d: str = None  # an image network's checkpoint, inflated into this video network
+    pretrained: str = None  # a checkpoint of this network (another class count: new classifier)
+    inflate: str = "mean"  # --pretrained-2d: mean (kernel / k repeated k times) or centre
     # optimisation
     batch_size: int = 32  # per device
     num_epochs: int = 120
@@ -45,6 +50,8 @@ class TrainSettings:
     lr_mode: str = "step"
     lr_decay: float = 0.1
     lr_decay_epoch: str = "30,60,90"
+    num_iters: int = None  # stop after this many iterations (updates), overriding --num-epochs
+    lr_decay_iters: str = None  # step mode: iterations where lr decays, overriding --lr-decay-epoch
     plateau_threshold: float = 0.001  # plateau: the least gain in training top-1 that counts
     plateau_patience: int = 5  # plateau: epochs without that gain before a cut
     plateau_max_decays: int = 3
@@ -92,6 +99,19 @@ class TrainSettings:
         return parse_decay_epochs(self.lr_decay_epoch)
 
     @property
+    def decay_iters(self):
+        if self.lr_decay_iters is None:
+            return None
+        return parse_decay_epochs(self.lr_decay_iters, "--lr-decay-iters", "iterations", "20000,30000")
+
+    def iteration_plan(self, steps_per_epoch, accumulate=1):
+        """(epochs to run, batches in all, decay points in epochs) for `steps_per_epoch` batches
+        per epoch: --num-epochs and --lr-decay-epoch, or --num-iters and --lr-decay-iters."""
+        return iteration_plan(
+            self.num_epochs, steps_per_epoch, self.decay_epochs, accumulate, self.num_iters, self.decay_iters
+        )
+
+    @property
     def mixup_epochs(self):
         """Epochs with mixup: all of them, unless --mixup-off-epoch stops it earlier."""
         if not self.mixup:
@@ -121,7 +141,7 @@ class TrainSettings:
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 raise TrainError(f"{flag(name)} must be at least {low}, got {getattr(self, name)}")
-        for name in ("reduction", "num_classes", "global_batch"):
+        for name in ("reduction", "num_classes", "global_batch", "num_iters"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TrainError(f"{flag(name)} must be at least 1, got {value}")
@@ -139,7 +159,13 @@ class TrainSettings:
             raise TrainError(f"--model-ema-decay must be in (0, 1), got {self.model_ema_decay}")
         if not 0 <= self.label_smoothing < 1:
             raise TrainError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        choices = {"lr_mode": MODES, "dtype": DTYPES, "kvstore": KVSTORES, "lr_scaling": LR_SCALING}
+        choices = {
+            "lr_mode": MODES,
+            "dtype": DTYPES,
+            "kvstore": KVSTORES,
+            "lr_scaling": LR_SCALING,
+            "inflate": INFLATE_MODES,
+        }
         for name, allowed in choices.items():
             if str(getattr(self, name)).lower() not in allowed:
                 raise TrainError(
@@ -160,8 +186,11 @@ class TrainSettings:
             )
         try:
             self.decay_epochs  # noqa: B018  (parses --lr-decay-epoch)
+            self.decay_iters  # noqa: B018  (parses --lr-decay-iters)
         except ValueError as err:
             raise TrainError(str(err)) from None
+        if self.pretrained_2d and self.pretrained:
+            raise TrainError("give --pretrained-2d (an image network to inflate) or --pretrained, not both")
 
 
 def resolve_batch(settings, devices, workers):
@@ -216,7 +245,12 @@ def run_plan(settings, devices, workers, num_images=None, config=None):
         "model_ema": settings.model_ema,
         "keep_checkpoints": settings.keep_checkpoints,
     }
-    if settings.lr_mode == "step":
+    if settings.num_iters is not None:  # the epochs follow from the data's size, when known
+        plan.update(num_iters=settings.num_iters, num_epochs=None)
+    if settings.lr_mode == "step" and settings.lr_decay_iters is not None:
+        plan["lr_milestones"] = list(settings.decay_iters)
+        plan["lr_milestones_in"] = "iterations"
+    elif settings.lr_mode == "step":
         plan["lr_milestones"] = list(settings.decay_epochs)
     elif settings.lr_mode == "plateau":
         plan["lr_milestones"] = (
@@ -228,6 +262,14 @@ def run_plan(settings, devices, workers, num_images=None, config=None):
     if num_images is not None:
         steps = -(-num_images // (per_worker * workers))
         plan.update(num_images=num_images, steps_per_epoch=steps, updates_per_epoch=-(-steps // accumulate))
+        if settings.num_iters is not None or settings.lr_decay_iters is not None:
+            epochs, _, decay = settings.iteration_plan(steps, accumulate)
+            plan["num_epochs"] = epochs
+            if settings.lr_mode == "step":
+                plan["lr_milestones_epochs"] = [round(e, 3) for e in decay]
+    for name in ("pretrained_2d", "pretrained"):
+        if getattr(settings, name):
+            plan[name] = getattr(settings, name)
     if note:
         plan["note"] = note
     return plan

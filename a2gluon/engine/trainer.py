@@ -40,6 +40,7 @@ from .distributed import METRIC_KEY, StopVote, WorkerSum, barrier, create_kvstor
 from .ema import ModelEMA, ema_path
 from .evaluate import evaluate
 from .metrics import MetricsLog, TopK, plot_curves
+from .pretrained import start_from
 from .schedule import Schedule, plateau_decay_epochs
 from .settings import MODEL_SETTINGS, TrainError, TrainSettings, flag, resolve_batch
 
@@ -276,7 +277,7 @@ def fit(settings, source):
         run = Run(settings, source, ctx, kv, dist, notes)
         run.resume()
         with StopFlag() as stop:
-            for epoch in range(run.start_epoch, settings.num_epochs):
+            for epoch in range(run.start_epoch, run.num_epochs):
                 record = run.train_epoch(epoch, stop)
                 if record is None or not run.end_epoch(epoch, record, stop):
                     break
@@ -308,6 +309,8 @@ class Run:
         source.check(self.num_classes)
         self.steps = source.plan(self.batch, dist.num_workers, dist.rank)
         self.flags = dict(settings.as_dict(), **source.flags)
+        # --num-epochs / --lr-decay-epoch, or --num-iters / --lr-decay-iters (a last epoch cut short)
+        self.num_epochs, self.total_steps, decay_epochs = settings.iteration_plan(self.steps, self.accumulate)
 
         if settings.dtype != "float32":
             from mxnet.contrib import amp
@@ -316,11 +319,11 @@ class Run:
         self.net = self._build_net()
         self.schedule = Schedule(
             lr=self.lr,
-            num_epochs=settings.num_epochs,
+            num_epochs=self.total_steps / self.steps,
             iters_per_epoch=self.steps,
             mode=settings.lr_mode,
             decay=settings.lr_decay,
-            decay_epochs=settings.decay_epochs,
+            decay_epochs=decay_epochs,
             warmup_epochs=settings.warmup_epochs,
             warmup_lr=settings.warmup_lr,
         )
@@ -336,6 +339,7 @@ class Run:
             "model_kwargs": settings.model_kwargs(),
             "num_classes": self.num_classes,
             "input_size": source.input_size,
+            "input_shape": list(source.input_shape),
             "crop_ratio": source.flags.get("crop_ratio", 0.875),
             "classes": source.classes,
             "global_batch": self.global_batch,
@@ -352,6 +356,7 @@ class Run:
         except (ValueError, TypeError) as err:
             raise TrainError(f"cannot build --model {settings.model}: {err}") from None
         net.initialize(mx.init.MSRAPrelu(), ctx=self.ctx)
+        start_from(net, settings, log)  # --pretrained-2d / --pretrained, before any forward pass
         if settings.no_wd:
             for param in net.collect_params(".*beta|.*gamma|.*bias").values():
                 param.wd_mult = 0.0
@@ -437,10 +442,19 @@ class Run:
             self.global_batch,
             self.accumulate,
             settings.dtype,
-            settings.num_epochs,
+            self.num_epochs,
             self.lr,
             settings.lr_mode,
         )
+        if settings.num_iters is not None or settings.lr_decay_iters is not None:
+            log.info(
+                "iterations (updates of %d): %d in all%s",
+                self.global_batch,
+                -(-self.total_steps // self.accumulate),
+                f", lr x {settings.lr_decay:g} at {settings.lr_decay_iters}"
+                if settings.lr_decay_iters
+                else "",
+            )
 
     # -- one epoch --
 
@@ -454,22 +468,25 @@ class Run:
         mixing = epoch < settings.mixup_epochs
         first = self.skip_batches if epoch == self.start_epoch else 0
         self.stopping = False
+        steps = min(self.steps, self.total_steps - epoch * self.steps)  # fewer in a cut-short last epoch
         for i, batch in enumerate(self.source.train(epoch)):
+            if i >= steps:
+                break
             if i < first:
                 continue  # done before the interruption we resume from
             step = epoch * self.steps + i
             lr = self.schedule(step)
             loss_sum += self._step(batch, lr, mixing, epoch, i)
             loss_count += batch.data[0].shape[0]
-            if self.accumulator.done(self.batch, last=i + 1 == self.steps) and self.ema is not None:
+            if self.accumulator.done(self.batch, last=i + 1 == steps) and self.ema is not None:
                 self.ema.update()
             self.steps_done_here += 1
-            if (i + 1) % settings.log_interval == 0 or i + 1 == self.steps:
+            if (i + 1) % settings.log_interval == 0 or i + 1 == steps:
                 self._log_progress(epoch, i, step, lr, loss_sum / max(loss_count, 1))
             if not self.accumulator.at_boundary:
                 continue  # a run stops only between updates, with no gradient waiting
             self.stopping = self.vote(stop.signal is not None)  # every worker stops after the same batch
-            if self.stopping and i + 1 < self.steps:
+            if self.stopping and i + 1 < steps:
                 ck = self.save(epoch, i + 1)
                 self.summary.update(stopped=True, checkpoint=ck and ck.stem)
                 log.info(
@@ -489,12 +506,12 @@ class Run:
         top1, topk, count, loss_sum, loss_count = (float(v) for v in sums)
         return {
             "epoch": epoch + 1,
-            "steps": (epoch + 1) * self.steps,
+            "steps": epoch * self.steps + steps,
             "lr": lr,
             "train_loss": loss_sum / max(loss_count, 1),
             "train_top1": top1 / count if count else float("nan"),
             "train_top5": topk / count if count else float("nan"),
-            "images_per_sec": (self.steps - first) * self.batch / epoch_time,
+            "images_per_sec": (steps - first) * self.batch / epoch_time,
             "epoch_time": epoch_time,
             "val_top1": None,
             "val_top5": None,
@@ -543,12 +560,12 @@ class Run:
     def _log_progress(self, epoch, i, step, lr, loss):
         elapsed = time.perf_counter() - self.run_start
         speed = self.steps_done_here * self.batch / elapsed
-        left = self.settings.num_epochs * self.steps - (step + 1)
+        left = self.total_steps - (step + 1)
         top1, top5 = self.train_metric.get()
         log.info(
             "Epoch[%d/%d] Batch[%d/%d] loss %.4f top1 %.4f top5 %.4f lr %.5g | %.1f img/s | ETA %s",
             epoch + 1,
-            self.settings.num_epochs,
+            self.num_epochs,
             i + 1,
             self.steps,
             loss,
@@ -566,7 +583,7 @@ class Run:
         then validate and record.  Returns False when the run is to stop here."""
         settings = self.settings
         self.history.append(record)
-        last = epoch + 1 == settings.num_epochs
+        last = epoch + 1 == self.num_epochs
         validating = (
             self.rank == 0
             and self.source.has_val
@@ -690,12 +707,12 @@ class Run:
         if self.summary["stopped"]:
             return self.summary
         settings = self.settings
-        self.summary.update(history=self.history, best_top1=self.best_top1, epochs=settings.num_epochs)
+        self.summary.update(history=self.history, best_top1=self.best_top1, epochs=self.num_epochs)
         if self.rank == 0:
             log.info(
                 "finished %d epochs; best validation top1 %s; checkpoints, train.log, metrics.jsonl and "
                 "curves.png are in %s",
-                settings.num_epochs,
+                self.num_epochs,
                 f"{self.best_top1:.4f}" if self.best_top1 >= 0 else "not measured",
                 settings.save_dir,
             )

@@ -92,6 +92,30 @@ def hybridized(net, init=None):
     return net
 
 
+def sgd_step(model, classes, shape):
+    """One training step (forward, backward, SGD with momentum; waits for it) of registry model
+    `model` on a fixed random batch of `shape` (N x ...), as a function of no arguments."""
+    import mxnet as mx
+    from mxnet import autograd, gluon
+
+    from a2gluon.models import get_model
+
+    net = hybridized(get_model(model, classes=classes), mx.init.Xavier())
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9})
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    data = mx.nd.random.normal(shape=shape)
+    label = mx.nd.array([i % classes for i in range(shape[0])])
+
+    def step():
+        with autograd.record():
+            loss = loss_fn(net(data), label)
+        loss.backward()
+        trainer.step(shape[0])
+        mx.nd.waitall()
+
+    return step
+
+
 def net_runs(net, shape, init=None, input_grad=False):
     """The two passes of hybridized(net, init) on a random uniform input of `shape`: {'forward':
     inference mode, 'train': forward + backward of the summed outputs (and the input's gradient

@@ -114,24 +114,7 @@ def measure(case):
 
 def train_step(batch, warmup, steps):
     """Passes of one training step of TRAIN_MODEL on random data."""
-    import mxnet as mx
-    from mxnet import autograd, gluon
-
-    from a2gluon.models import get_model
-
-    net = h.hybridized(get_model(TRAIN_MODEL, classes=1000), mx.init.Xavier())
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9})
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    data = mx.nd.random.normal(shape=(batch, 3, INPUT_SIZE, INPUT_SIZE))
-    label = mx.nd.array([i % 1000 for i in range(batch)])
-
-    def step():
-        with autograd.record():
-            loss = loss_fn(net(data), label)
-        loss.backward()
-        trainer.step(batch)
-        mx.nd.waitall()
-
+    step = h.sgd_step(TRAIN_MODEL, 1000, (batch, 3, INPUT_SIZE, INPUT_SIZE))
     return h.passes(step, warmup, steps)
 
 

@@ -208,26 +208,9 @@ def measure_pipeline(case):
 
 def measure_train(case):
     """Passes, clips/s and clips per CPU-second of one training step of TRAIN_MODEL on random clips."""
-    import mxnet as mx
-    from mxnet import autograd, gluon
-
-    from a2gluon.models import get_model
-
     frames, _, size, _ = SHAPES[case["shape"]]
     batch = case["batch"]
-    net = h.hybridized(get_model(TRAIN_MODEL, classes=TRAIN_CLASSES), mx.init.Xavier())
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9})
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    data = mx.nd.random.normal(shape=(batch, 3, frames, size, size))
-    label = mx.nd.array([i % TRAIN_CLASSES for i in range(batch)])
-
-    def step():
-        with autograd.record():
-            loss = loss_fn(net(data), label)
-        loss.backward()
-        trainer.step(batch)
-        mx.nd.waitall()
-
+    step = h.sgd_step(TRAIN_MODEL, TRAIN_CLASSES, (batch, 3, frames, size, size))
     warm = [h.timed_ms(step) for _ in range(case["warmup"])]
     cpu = time.process_time()
     result = h.passes(step, 0, case["steps"])

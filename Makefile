@@ -48,6 +48,7 @@ bench: setup
 	$(PY) benchmarks/blocks.py
 	$(PY) benchmarks/train.py
 	$(PY) benchmarks/dist.py
+	$(PY) benchmarks/video_decode.py
 	$(PY) tools/readme_tables.py
 
 readme-tables: setup

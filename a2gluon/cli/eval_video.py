@@ -13,6 +13,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
 import time
 
@@ -158,7 +159,23 @@ def write_per_class(path, clip, video, classes):
 
 
 def run(args):
-    from ..data.video import iter_video_views, read_video_set
+    from ..data.pack import Terminated, stop_on_signals
+    from ..data.video import WorkerPool
+
+    pool = WorkerPool(args.num_data_workers)
+    try:
+        with stop_on_signals():
+            return score(args, pool)
+    except Terminated as stop:
+        pool.close(kill=True)
+        print(f"{args.prog}: stopped by {signal.Signals(stop.signum).name}; nothing written", file=sys.stderr)
+        return 128 + stop.signum
+    finally:
+        pool.close()
+
+
+def score(args, pool):
+    from ..data.video import check_clip_length, iter_video_views, probe_videos, read_video_set
     from ..engine.devices import get_contexts
 
     ctx = get_contexts(args.num_gpus)
@@ -179,6 +196,9 @@ def run(args):
     if not videos.items:
         raise EvalError(f"{args.data_dir}: no videos to score")
     num_classes = class_count(loaded, data, args.num_classes is not None)
+    # before any work: the frame counts (unreadable videos skipped and reported) and a clip that fits
+    skipped = probe_videos(videos, pool, "test")
+    check_clip_length(videos, views["new_length"], views["new_step"], "test")
     net, graph = prepare(loaded, "float32", ctx, fused=not args.no_fuse)
     print(f"graph: {describe_graph(graph, loaded)}")
     it = iter_video_views(
@@ -189,7 +209,8 @@ def run(args):
         views["short_side"],
         views["num_clips"],
         views["num_crops"],
-        num_workers=args.num_data_workers,
+        num_frames=videos.num_frames,
+        pool=pool,
     )
     bar = tqdm(
         total=len(videos.items),
@@ -209,16 +230,16 @@ def run(args):
         )
     finally:
         bar.close()
-    skipped = list(getattr(it, "skipped", []) or [])
-    if skipped:
+    skipped += it.skipped
+    total = video.count + len(skipped)
+    if skipped:  # each was named on its own line as it was skipped
         print(
-            f"{args.prog}: skipped {len(skipped)} of {len(videos.items)} videos that do not decode:",
+            f"{args.prog}: skipped {len(skipped)} of {total} videos that do not decode; "
+            f"the accuracy is over the other {video.count}",
             file=sys.stderr,
         )
-        for item in skipped:
-            print(f"  {item}", file=sys.stderr)
     if not video.count:
-        raise EvalError(f"none of the {len(videos.items)} videos in {args.data_dir} could be scored")
+        raise EvalError(f"none of the {total} videos in {args.data_dir} could be scored")
     (clip_top1, clip_top5), (video_top1, video_top5) = clip.get(), video.get()
     out = {
         "model": loaded.model,
@@ -236,7 +257,7 @@ def run(args):
         "graph": graph,
     }
     if skipped:
-        out["skipped_videos"] = [str(item) for item in skipped]
+        out["skipped_videos"] = [{"path": path, "reason": reason} for path, reason in skipped]
     print(
         f"{out['model'] or args.symbol}: clip top-1 {pct(clip_top1)} top-5 {pct(clip_top5)}  video top-1 "
         f"{pct(video_top1)} top-5 {pct(video_top5)}  on {video.count} videos x {views['num_clips']} clips x "

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import signal
 import sys
 
 from ..data.verify import describe_crash
@@ -305,7 +306,12 @@ def train(args, make_source):
             raise
         print(f"{args.prog}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", None)  # a data job's Terminated (a2gluon.data.pack)
+        if signum:
+            name = signal.Signals(signum).name
+            print(f"{args.prog}: stopped by {name} while checking the data; nothing saved", file=sys.stderr)
+            return 128 + signum
         print(f"{args.prog}: interrupted twice; the last complete checkpoint is kept", file=sys.stderr)
         return 130
     except Exception as err:  # an MXNet or system failure: one line, the traceback with --debug

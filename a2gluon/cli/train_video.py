@@ -81,9 +81,12 @@ def resolve(parser, args):
             f"give a video network ({videos}), or train images with a2gluon train"
         )
     _, frames, _, size = spec.input_shape
-    args.new_length = args.new_length or frames
-    args.input_size = args.input_size or size
-    args.short_side = args.short_side or resize_size(args.input_size, 0.875)
+    if args.new_length is None:
+        args.new_length = frames
+    if args.input_size is None:
+        args.input_size = size
+    if args.short_side is None:  # 0 is refused below, not taken for "the default"
+        args.short_side = resize_size(max(args.input_size, 1), 0.875)
     for name in (
         "new_length",
         "new_step",
@@ -106,12 +109,11 @@ def clip_shape(args):
 
 
 def check_clip_shape(parser, args):
-    """parser.error when the network cannot take clips of --new-length x --input-size: fewer
-    frames than it downsamples time by (the clip would be all padding after its strides), or
-    fewer pixels than its 32x spatial downsampling needs (deploy.export.check_input_shape)."""
-    import mxnet as mx
-
-    from ..deploy.export import ExportError, check_input_shape
+    """parser.error when the network cannot take clips of --new-length x --input-size
+    (deploy.predict.check_clip_input: too few frames for its temporal strides, too few pixels for
+    its 32x spatial downsampling)."""
+    from ..deploy.export import ExportError
+    from ..deploy.predict import check_clip_input
     from ..models import get_model, model_options
 
     options = model_options(args.attention, args.blocks, args.reduction, args.last_gamma)
@@ -120,26 +122,9 @@ def check_clip_shape(parser, args):
     except (ValueError, TypeError) as err:
         parser.error(f"cannot build --model {args.model}: {err}")
     try:
-        check_input_shape(net, clip_shape(args), args.model)
+        check_clip_input(net, clip_shape(args), args.model)
     except ExportError as err:
         parser.error(str(err))
-    probe = 64  # frames in, frames out before the global pooling: the temporal downsampling
-    features = mx.gluon.nn.HybridSequential()
-    features.add(*list(net.features)[:-2])
-    _, out, _ = features(mx.sym.var("data")).infer_shape(data=(1, 3, probe, 32, 32))
-    factor = probe // out[0][2]
-    if args.new_length < factor:
-        parser.error(
-            f"{args.model} downsamples time by {factor}: a clip of --new-length {args.new_length} "
-            f"frame(s) is shorter than that, its temporal strides would read padding; give "
-            f"--new-length {factor} or more (the paper's clip is {clip_shape_of(args.model)[1]} frames)"
-        )
-
-
-def clip_shape_of(model):
-    from ..models import model_spec
-
-    return model_spec(model).input_shape
 
 
 def video_source(args):

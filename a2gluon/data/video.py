@@ -480,10 +480,38 @@ def _check_clip_args(new_length, new_step, input_size, short_side, num_clips=1, 
 # Worker processes ------------------------------------------------------------------------------
 
 
-def _worker_init():
+def _process_alive(pid):
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc: ask the kernel
+        from .pack import _pid_alive
+
+        return _pid_alive(pid)
+
+
+def _exit_with(pid, interval=1.0):
+    """Worker thread: end this process when process ``pid`` (the one that started the pool) is
+    gone.  A pool's workers otherwise outlive a parent killed by SIGKILL, the OOM killer or an
+    unhandled SIGTERM for ever: they wait on a queue whose write end they hold themselves, and
+    keep the forkserver alive."""
+    import time
+
+    while _process_alive(pid):
+        time.sleep(interval)
+    os._exit(1)
+
+
+def _worker_init(parent=None):
     import signal
+    import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent ends us
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     try:
         import cv2
 
@@ -513,6 +541,17 @@ def _run_task(task):
         return "error", f"{path}: {type(err).__name__}: {err}"
 
 
+def _submit(executor, task):
+    """``executor.submit(_run_task, task)``, or a future holding BrokenProcessPool when a worker
+    has died since the last result (the task then runs again as those in flight do)."""
+    try:
+        return executor.submit(_run_task, task)
+    except concurrent.futures.process.BrokenProcessPool as err:
+        future = concurrent.futures.Future()
+        future.set_exception(err)
+        return future
+
+
 class WorkerPool:
     """``num_workers`` loading processes (0: load in this process), with a time limit per task.
 
@@ -536,7 +575,10 @@ class WorkerPool:
             if ctx.get_start_method() == "forkserver":
                 ctx.set_forkserver_preload(["a2gluon.data.video"])
             self._executor = concurrent.futures.ProcessPoolExecutor(
-                workers or self.num_workers, mp_context=ctx, initializer=_worker_init
+                workers or self.num_workers,
+                mp_context=ctx,
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
         return self._executor
 
@@ -580,7 +622,7 @@ class WorkerPool:
                     task = next(tasks, None)
                     if task is None:
                         break
-                    pending.append((task, executor.submit(_run_task, task)))
+                    pending.append((task, _submit(executor, task)))
                 if not pending:
                     return
                 task, future = pending.pop(0)
@@ -662,6 +704,59 @@ def iter_video_views(items, new_length, new_step, input_size, short_side, num_cl
     (a list file's), else probed; ``pool``: a :class:`WorkerPool` to share (kept open)."""
     return ViewIterator(items, new_length, new_step, input_size, short_side, num_clips, num_crops,
                         num_workers, num_frames, timeout, pool)  # fmt: skip
+
+
+def probe_videos(video_set, pool, what):
+    """Fill in the frame counts ``video_set`` does not know by probing those videos in ``pool``'s
+    processes (:class:`WorkerPool`).  Videos that cannot be read are dropped from the set,
+    reported on stderr (one line each, then a count) and returned as (path, reason); DataError
+    when none is left.  ``what`` names the set in messages ("training", "validation")."""
+    skipped = []
+    todo = [i for i, n in enumerate(video_set.num_frames) if not n]
+    if todo:
+        tasks = (("probe", video_set.items[i][0], None, None) for i in todo)
+        for i, (status, result) in zip(todo, pool.map(tasks)):
+            if status == "ok":
+                video_set.num_frames[i] = result
+            else:
+                skipped.append((video_set.items[i][0], result))
+                print(f"skipped {what} video: {result}", file=sys.stderr)
+    good = [i for i, n in enumerate(video_set.num_frames) if n]
+    if not good:
+        raise DataError(
+            f"none of the {len(video_set.items)} {what} videos ({video_set.source}) can be decoded; "
+            "check the data (a2gluon pack-video lists unreadable videos)"
+        )
+    if len(good) < len(video_set.items):
+        print(
+            f"{what} data: {len(video_set.items) - len(good)} of {len(video_set.items)} videos skipped",
+            file=sys.stderr,
+        )
+        video_set.items = [video_set.items[i] for i in good]
+        video_set.num_frames = [video_set.num_frames[i] for i in good]
+    return skipped
+
+
+def check_clip_length(video_set, new_length, new_step, what):
+    """DataError when one clip (``new_length`` frames ``new_step`` apart) is longer than every
+    video of ``video_set`` (frame counts known): every clip would repeat frames, a setting error,
+    not data.  Videos shorter than a clip are looped (module docstring); their count is said on
+    stderr."""
+    span = clip_span(new_length, new_step)
+    counts = [n for n in video_set.num_frames if n]
+    short = sum(n < span for n in counts)
+    if counts and short == len(counts):
+        raise DataError(
+            f"a clip of --new-length {new_length} frames --new-step {new_step} apart spans {span} frames, "
+            f"more than every {what} video has (the longest has {max(counts)}); give a --new-length "
+            f"and --new-step whose span (new_length - 1) * new_step + 1 is at most {max(counts)}"
+        )
+    if short:
+        print(
+            f"{what} data: {short} of {len(counts)} videos are shorter than one clip ({span} frames); "
+            "their frames are looped",
+            file=sys.stderr,
+        )
 
 
 # The source ------------------------------------------------------------------------------------
@@ -766,41 +861,30 @@ class VideoSource(_Source):
     def check(self, num_classes):
         """Check the class count and probe every video whose frame count is not known (in the
         loading processes): unreadable and empty videos are skipped and reported, DataError when
-        none is left."""
+        none is left or when a clip is longer than every video (:func:`check_clip_length`).
+        SIGTERM / SIGINT meanwhile end the loading processes and raise
+        :class:`~a2gluon.data.pack.Terminated`."""
+        from .pack import Terminated, stop_on_signals
+
         if num_classes != self.num_classes:
             raise DataError(
                 f"--num-classes is {num_classes} but the training data has {self.num_classes} classes "
                 f"({self.train_set.source}); give --num-classes {self.num_classes} or other data"
             )
-        self._probe(self.train_set, "training")
-        if self.val_set is not None:
-            self._probe(self.val_set, "validation")
+        try:
+            with stop_on_signals():
+                self._probe(self.train_set, "training")
+                if self.val_set is not None:
+                    self._probe(self.val_set, "validation")
+        except Terminated:
+            self.close(kill=True)
+            raise
         self.num_images = len(self.train_set)
         self._checked = True
 
     def _probe(self, video_set, what):
-        todo = [i for i, n in enumerate(video_set.num_frames) if not n]
-        if todo:
-            tasks = (("probe", video_set.items[i][0], None, None) for i in todo)
-            for i, (status, result) in zip(todo, self.pool.map(tasks)):
-                if status == "ok":
-                    video_set.num_frames[i] = result
-                else:
-                    self.skipped.append((video_set.items[i][0], result))
-                    print(f"skipped {what} video: {result}", file=sys.stderr)
-        good = [i for i, n in enumerate(video_set.num_frames) if n]
-        if not good:
-            raise DataError(
-                f"none of the {len(video_set.items)} {what} videos ({video_set.source}) can be decoded; "
-                "check the data (a2gluon pack-video lists unreadable videos)"
-            )
-        if len(good) < len(video_set.items):
-            print(
-                f"{what} data: {len(video_set.items) - len(good)} of {len(video_set.items)} videos skipped",
-                file=sys.stderr,
-            )
-            video_set.items = [video_set.items[i] for i in good]
-            video_set.num_frames = [video_set.num_frames[i] for i in good]
+        self.skipped += probe_videos(video_set, self.pool, what)
+        check_clip_length(video_set, self.flags["new_length"], self.flags["new_step"], what)
 
     @property
     def pool(self):
@@ -808,9 +892,9 @@ class VideoSource(_Source):
             self._pool = WorkerPool(self.flags["num_data_workers"], self.timeout)
         return self._pool
 
-    def close(self):
+    def close(self, kill=False):
         if self._pool is not None:
-            self._pool.close()
+            self._pool.close(kill=kill)
 
     # -- training
     def shard(self, epoch, num_parts=None, part_index=None):

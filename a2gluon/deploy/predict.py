@@ -2,6 +2,9 @@
 inference graph (oneDNN-fused fp32 on a CPU, or an exported fused / INT8 graph as it is),
 softmax, top-k class names with probabilities."""
 
+import sys
+import warnings
+
 import mxnet as mx
 import numpy as np
 
@@ -51,21 +54,70 @@ def video_protocol(loaded, **given):
         raise ModelLoadError(
             f"--short-side {out['short_side']} is smaller than --input-size {out['input_size']}"
         )
+    try:
+        check_clip_input(
+            loaded.net, (3, out["new_length"], out["input_size"], out["input_size"]), loaded.model
+        )
+    except ExportError as err:
+        raise ModelLoadError(str(err)) from None
     return out
+
+
+def time_stride(net):
+    """How many times video network `net` (a Gluon block, or an export's SymbolBlock) shortens
+    the time axis before its global pooling, read off the shapes in its graph; None when they
+    cannot be read."""
+    probe = 64  # frames and pixels: enough for every stride, nothing is computed
+    with warnings.catch_warnings():  # a SymbolBlock warns that it cannot type a bare variable
+        warnings.simplefilter("ignore")
+        internals = net(mx.sym.var("data")).get_internals()
+    try:
+        _, shapes, _ = internals.infer_shape(data=(1, 3, probe, probe, probe))
+    except mx.base.MXNetError:
+        return None
+    frames = [
+        shape[2]
+        for name, shape in zip(internals.list_outputs(), shapes)
+        if name.endswith("_output") and len(shape) == 5 and shape[-1] > 1  # not weights, not pooled
+    ]
+    return probe // min(frames) if frames else None
+
+
+def check_clip_input(net, clip_shape, model=None):
+    """Raise ExportError when video network `net` cannot take clips of `clip_shape` (3 x T x S x
+    S): too few pixels for its spatial downsampling (check_input_shape), or fewer frames than it
+    downsamples time by (its temporal strides would read padding only)."""
+    check_input_shape(net, clip_shape, model)
+    stride = time_stride(net)
+    if stride and clip_shape[1] < stride:
+        paper = f" (the paper's clip is {model_spec(model).input_shape[1]} frames)" if model else ""
+        raise ExportError(
+            f"{model or 'the model'} downsamples time by {stride}: a clip of {clip_shape[1]} frame(s) is "
+            f"shorter than that, its temporal strides would read padding; give --new-length {stride} or "
+            f"more (export: --frames){paper}"
+        )
 
 
 def predict_videos(loaded, paths, topk=5, ctx=None, fused=True, batch_size=8, **given):
     """[{'video': path, 'views': V, 'predictions': [...]}] as predict_images gives them for
     images: the softmax of every test view of the video (video_protocol(loaded, **given):
     clips x crops) averaged, its `topk` classes, most probable first."""
-    from ..data.video import video_views
+    from ..data.video import _num_frames, clip_span, video_views
 
     ctx = ctx or mx.cpu()
     views = video_protocol(loaded, **given)
+    frames = [_num_frames(path, None) for path in paths]  # every file readable before any work
+    span = clip_span(views["new_length"], views["new_step"])
+    for path, count in zip(paths, frames):
+        if count < span:
+            print(
+                f"{path}: {count} frame(s), shorter than one clip ({span}); its frames are looped",
+                file=sys.stderr,
+            )
     net, _ = inference_graph(loaded, ctx, fused)
     results = []
-    for path in paths:
-        clips = video_views(path, **views)
+    for path, count in zip(paths, frames):
+        clips = video_views(path, **views, num_frames=count)
         probs = np.concatenate(
             [
                 mx.nd.softmax(net(mx.nd.array(clips[i : i + batch_size], ctx=ctx)), axis=-1).asnumpy()
@@ -104,6 +156,14 @@ def predict_images(loaded, paths, input_size=None, topk=5, batch_size=8, ctx=Non
         raise ModelLoadError(
             f"{loaded.model or loaded.source} is a video model (input C x T x H x W); give it video "
             "files (predict_videos), not images"
+        )
+    from ..data.video import VIDEO_EXTENSIONS
+
+    videos = [p for p in paths if str(p).lower().endswith(VIDEO_EXTENSIONS)]
+    if videos:
+        raise ModelLoadError(
+            f"{videos[0]} is a video but {loaded.model or loaded.source} is an image model (input "
+            "C x H x W); give images, or a video model (e.g. a2_resnet26_3d) for videos"
         )
     ctx = ctx or mx.cpu()
     input_size = input_size or loaded.input_size or 224

@@ -521,3 +521,26 @@ def test_a_decoder_crash_in_validation_names_the_records_and_keeps_the_epoch(dig
     assert check.returncode == 1 and "key 5" in check.stdout + check.stderr, check.stdout + check.stderr
     # known now: refused before any work, in one line
     one_line_error(run(args + ["--resume"]), rec)
+
+
+def test_resume_refuses_data_whose_class_names_differ():
+    """Same network, same class count, other class names (another data set): resuming would give
+    the labels another meaning, so it is refused in one line naming the first label that differs."""
+    from types import SimpleNamespace
+
+    from a2gluon.engine.settings import TrainError
+    from a2gluon.engine.trainer import check_resume_fits
+    from a2gluon.models import get_model
+
+    net = get_model("resnet26", classes=3)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    saved = {name: p.data() for name, p in net._collect_params_with_prefix().items()}
+    flags = {"model": "resnet26"}
+    ck = SimpleNamespace(
+        meta={"model": "resnet26", "classes": ["cat", "dog", "fox"]}, stem="run/x-0001", batch=0
+    )
+    check_resume_fits(ck, flags, net, 3, 8, saved, ["cat", "dog", "fox"])  # the same data
+    check_resume_fits(ck, flags, net, 3, 8, saved, None)  # data without names (synthetic)
+    with pytest.raises(TrainError, match=r"other classes \(label 2: 'fox' -> 'owl'\)"):
+        check_resume_fits(ck, flags, net, 3, 8, saved, ["cat", "dog", "owl"])

@@ -187,11 +187,12 @@ def _differing(saved_flags, flags, names):
     ]
 
 
-def check_resume_fits(ck, flags, net, num_classes, global_batch, saved):
+def check_resume_fits(ck, flags, net, num_classes, global_batch, saved, classes=None):
     """Raise TrainError when checkpoint `ck` (its arrays `saved`) cannot be continued with these
     `flags` (every setting and data flag by name): another network (model, attention, blocks,
-    reduction, class count) or, for a mid-epoch checkpoint, another global batch.  Log the
-    other flags that changed."""
+    reduction, class count), data whose class names differ from the checkpoint's (`classes`: the
+    data's, in label order, when known) or, for a mid-epoch checkpoint, another global batch.  Log
+    the other flags that changed."""
     meta = ck.meta
     saved_flags = meta.get("args") or {}
     name = os.path.basename(ck.stem)
@@ -213,6 +214,18 @@ def check_resume_fits(ck, flags, net, num_classes, global_batch, saved):
             f"--resume: {name} holds another network than these flags build ({what}); resume with "
             "the checkpoint's flags, or start over with --force or another --save-dir"
         )
+    saved_classes = meta.get("classes")
+    if classes and saved_classes and list(saved_classes) != list(classes):
+        differ = [
+            f"label {i}: {a!r} -> {b!r}" for i, (a, b) in enumerate(zip(saved_classes, classes)) if a != b
+        ]
+        differ = differ or [f"{len(saved_classes)} -> {len(classes)} classes"]
+        raise TrainError(
+            f"--resume: {name} was trained on other classes ({differ[0]}"
+            f"{f' and {len(differ) - 1} more' if len(differ) > 1 else ''}): its labels would change "
+            "meaning; resume on the data it was trained on, or start over with --force or another "
+            "--save-dir (--pretrained to start from its weights)"
+        )
     if ck.batch and meta.get("global_batch") not in (None, global_batch):
         raise TrainError(
             f"--resume: {name} stopped after batch {ck.batch} of epoch {ck.epoch + 1} with a global "
@@ -225,7 +238,7 @@ def check_resume_fits(ck, flags, net, num_classes, global_batch, saved):
         log.info("changed since %s: %s%s", name, change, note if change.startswith("--lr ") else "")
 
 
-def load_resume(settings, flags, net, ctx, num_classes, global_batch):
+def load_resume(settings, flags, net, ctx, num_classes, global_batch, classes=None):
     """Load the newest usable checkpoint into `net`; returns it (None to start from scratch).
     Damaged checkpoints (unreadable JSON, files that differ from their recorded checksums, params
     or states that do not load) are skipped, each with a log line saying why."""
@@ -248,7 +261,7 @@ def load_resume(settings, flags, net, ctx, num_classes, global_batch):
             log.info("--resume: skipping %s: %s", os.path.basename(ck.stem), reason)
             skipped.append(f"{os.path.basename(ck.stem)}: {reason}")
             continue
-        check_resume_fits(ck, flags, net, num_classes, global_batch, saved)
+        check_resume_fits(ck, flags, net, num_classes, global_batch, saved, classes)
         net.load_parameters(ck.params, ctx=ctx)
         if skipped:
             log.info("--resume: using %s, the newest checkpoint that loads", os.path.basename(ck.stem))
@@ -389,7 +402,13 @@ class Run:
         settings = self.settings
         if settings.resume or settings.resume_epoch is not None:
             self.resumed_from = load_resume(
-                settings, self.flags, self.net, self.ctx, self.num_classes, self.global_batch
+                settings,
+                self.flags,
+                self.net,
+                self.ctx,
+                self.num_classes,
+                self.global_batch,
+                self.source.classes,
             )
         self.net.hybridize(static_alloc=True, static_shape=True)
         settle_shapes(self.net, self.source.input_shape, self.ctx)

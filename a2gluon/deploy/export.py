@@ -14,6 +14,7 @@ import re
 import warnings
 
 import mxnet as mx
+import numpy as np
 
 from ..data.layout import write_classes
 from ..models import default_input_shape
@@ -46,9 +47,20 @@ def model_input_shape(model, input_size=None, frames=None):
     return tuple(shape)
 
 
+# One example larger than this (float32) is a typing error, not a model input (a 64 x 224 x 224
+# clip is 38 MiB); MXNet would try to allocate it and crash.
+MAX_INPUT_BYTES = 2**30
+
+
 def check_input_shape(net, input_shape, model=None):
     """Raise ExportError when the network cannot run on a batch of `input_shape` (an image too
-    small for its downsampling, a wrong number of axes)."""
+    small for its downsampling, a wrong number of axes, one example of more than MAX_INPUT_BYTES)."""
+    size = 4 * int(np.prod(input_shape, dtype=np.int64))
+    if size > MAX_INPUT_BYTES:
+        raise ExportError(
+            f"an input of {'x'.join(map(str, input_shape))} takes {size / 2**30:.1f} GiB per example "
+            f"(more than {MAX_INPUT_BYTES // 2**30} GiB); give the --input-size / --frames it is used at"
+        )
     out_shapes = None
     if min(input_shape[-2:]) >= MIN_INPUT_SIZE:
         with warnings.catch_warnings():  # a SymbolBlock warns that it cannot type a bare variable
@@ -223,7 +235,12 @@ def export_model(
         check_class_names(classes, loaded.num_classes, "the class list")
     except ModelLoadError as err:
         raise ExportError(str(err)) from None
-    check_input_shape(net, input_shape, loaded.model)
+    if len(input_shape) == 4:  # a clip: also its frames against the network's temporal stride
+        from .predict import check_clip_input
+
+        check_clip_input(net, input_shape, loaded.model)
+    else:
+        check_input_shape(net, input_shape, loaded.model)
     if int8 is not None:
         _check_int8(loaded, input_shape, int8)
     if onnx:  # fail before writing anything when the onnx package is missing

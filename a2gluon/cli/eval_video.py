@@ -11,7 +11,6 @@ input and 10 clips x 3 crops.  Models load as a2gluon eval loads them (a2gluon.c
 
 import argparse
 import csv
-import json
 import os
 import signal
 import sys
@@ -25,6 +24,7 @@ from ..deploy.command import run_command
 from ..deploy.export import VIEW_SETTINGS
 from ..deploy.graph import describe_graph
 from ..deploy.predict import NUM_CLIPS, NUM_CROPS, is_video_model, video_protocol
+from ..engine.checkpoint import write_json
 from ..engine.evaluate import forward
 from ..engine.metrics import TopK
 from ..errors import show_fatal_signals
@@ -267,9 +267,7 @@ def score(args, pool):
         write_per_class(args.per_class, clip, video, loaded.classes or list(videos.classes))
         print(f"per-class accuracy: {args.per_class}")
     if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(out, f, indent=1)
-            f.write("\n")
+        write_json(args.json_out, out)  # atomically: a reader never sees half a file
     return 0
 
 

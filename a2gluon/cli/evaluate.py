@@ -6,7 +6,6 @@ and recorded in --json-out."""
 
 import argparse
 import csv
-import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from ..deploy.export import check_input_shape
 from ..deploy.graph import describe_graph, inference_graph, is_cpu
 from ..deploy.loading import ModelLoadError
 from ..engine import checkpoint
-from ..engine.checkpoint import meta_path
+from ..engine.checkpoint import meta_path, write_json
 from ..engine.devices import get_contexts, to_bfloat16
 from ..engine.evaluate import evaluate
 from ..engine.settings import DTYPES
@@ -370,9 +369,7 @@ def run(args):
     if data.skipped:
         out["skipped_images"] = [{"image": rel, "reason": reason} for rel, reason in data.skipped]
     if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(out, f, indent=1)
-            f.write("\n")
+        write_json(args.json_out, out)  # atomically: a reader never sees half a file
     return 0
 
 

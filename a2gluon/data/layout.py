@@ -130,6 +130,20 @@ def printable_name(name):
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def class_folders(root, layout):
+    """(the class folders of `root` sorted, its other entries), hidden ones left out; DataError
+    (naming the expected `layout`) for a missing root or one without class folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory; give the folder that holds one folder per class")
+    entries = sorted(e for e in os.listdir(root) if not _is_hidden(e))
+    folders = [e for e in entries if (root / e).is_dir()]
+    if not folders:
+        raise DataError(f"{root}: no class folders; expected {layout}")
+    known = set(folders)
+    return folders, [e for e in entries if e not in known]
+
+
 def scan_image_folder(root, classes=None):
     """List the images of an ImageNet-layout folder ``root/<class>/<image>``.
 
@@ -141,13 +155,7 @@ def scan_image_folder(root, classes=None):
     folder not in ``classes``, or no images at all.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such directory; give the folder that holds one folder per class")
-    entries = sorted(e for e in os.listdir(root) if not _is_hidden(e))
-    folders = [e for e in entries if (root / e).is_dir()]
-    ignored = [e for e in entries if not (root / e).is_dir()]
-    if not folders:
-        raise DataError(f"{root}: no class folders; expected the ImageNet layout ROOT/<class>/<image>")
+    folders, ignored = class_folders(root, "the ImageNet layout ROOT/<class>/<image>")
     if classes is None:
         classes = folders
     else:

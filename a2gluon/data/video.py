@@ -56,7 +56,7 @@ import mxnet as mx
 import numpy as np
 
 from . import video_decode
-from .layout import DataError, _is_hidden, printable_name, read_class_list, write_classes
+from .layout import DataError, _is_hidden, class_folders, printable_name, read_class_list, write_classes
 from .pipeline import MEAN_RGB, STD_RGB, part_sizes
 from .sources import _check_ranges, _Source
 
@@ -136,13 +136,7 @@ def _require_listed(found, missing, list_file):
 
 def _scan_folders(root, classes):
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such directory; give the folder that holds one folder per class")
-    entries = sorted(e for e in os.listdir(root) if not _is_hidden(e))
-    folders = [e for e in entries if (root / e).is_dir()]
-    ignored = [e for e in entries if not (root / e).is_dir()]
-    if not folders:
-        raise DataError(f"{root}: no class folders; expected ROOT/<class>/<video>")
+    folders, ignored = class_folders(root, "ROOT/<class>/<video>")
     classes, label_of = _labels_for(folders, classes, root)
     items = []
     for folder in folders:

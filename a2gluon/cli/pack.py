@@ -43,20 +43,24 @@ def build_parser(prog=PROG):
     return parser
 
 
+def report_leftovers(summary, items, leftovers):
+    """On stderr: the `leftovers` of an earlier killed pack that were removed, and every one of
+    the `items` (images, videos) skipped, with its reason."""
+    if summary["removed_stale"]:
+        removed = len(summary["removed_stale"])
+        print(f"removed {removed} {leftovers} of an earlier pack that was killed", file=sys.stderr)
+    if summary["skipped"]:
+        print(f"skipped {len(summary['skipped'])} {items} that cannot be packed:", file=sys.stderr)
+        for rel, reason in summary["skipped"]:
+            print(f"  {rel}: {reason}", file=sys.stderr)
+
+
 def _report(summary, elapsed):
     print(
         f"packed {summary['images']} images of {len(summary['classes'])} classes into "
         f"{summary['rec']} in {elapsed:.1f} s"
     )
-    if summary["removed_stale"]:
-        print(
-            f"removed {len(summary['removed_stale'])} temporary files of an earlier pack that was killed",
-            file=sys.stderr,
-        )
-    if summary["skipped"]:
-        print(f"skipped {len(summary['skipped'])} images that cannot be packed:", file=sys.stderr)
-        for rel, reason in summary["skipped"]:
-            print(f"  {rel}: {reason}", file=sys.stderr)
+    report_leftovers(summary, "images", "temporary files")
     if summary["empty_classes"]:
         empty = summary["empty_classes"]
         shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")

@@ -8,6 +8,7 @@ import time
 from ..data.layout import DataError
 from ..data.pack import Terminated
 from ..data.pack_video import FORMATS, pack_videos
+from .pack import report_leftovers
 
 PROG = "a2gluon pack-video"
 
@@ -60,15 +61,7 @@ def _report(summary, elapsed):
         f"of {len(summary['classes'])} classes "
         f"into {summary['out']} in {elapsed:.1f} s ({summary['videos'] / max(elapsed, 1e-9):.1f} videos/s)"
     )
-    if summary["removed_stale"]:
-        print(
-            f"removed {len(summary['removed_stale'])} folders of an earlier pack that was killed",
-            file=sys.stderr,
-        )
-    if summary["skipped"]:
-        print(f"skipped {len(summary['skipped'])} videos that cannot be packed:", file=sys.stderr)
-        for path, reason in summary["skipped"]:
-            print(f"  {path}: {reason}", file=sys.stderr)
+    report_leftovers(summary, "videos", "folders")
 
 
 def main(argv=None, prog=PROG):

@@ -20,8 +20,8 @@ right (a pan to the left would become a pan to the right)::
     zoom_in      window shrinks;    zoom_out  window grows
 
 The motion is made to be seen in short clips at small sizes: pans move 1-1.8 output pixels per
-frame (:data:`PAN_SPEED`; slower only where the photograph ends, in long videos), zooms change
-the window's width 2.2-3.4x over the video at a constant rate.
+frame (:data:`PAN_SPEED`; the window may hang over the photograph's edge, which shows its mirror
+image), zooms change the window's width 2.2-3.4x over the video at a constant rate.
 
 Layouts (``layout=``)::
 
@@ -91,12 +91,26 @@ def photographs(count, seed=0):
     return out
 
 
+def _pan_start(distance, size, tile, rng):
+    """(first centre, distance) of a pan of a window ``size`` wide along a photograph ``tile`` wide.
+
+    Where the pan does not fit inside the photograph (large windows, long videos), the window may
+    hang over its edges by up to half its size: :func:`render_video` shows the photograph's mirror
+    image there, a still scene, so the whole window still moves at the pan's speed."""
+    room = tile - size  # for the window's centre, with the window inside the photograph
+    overhang = float(np.clip((distance / 0.95 - room) / 2, 0.0, size / 2))
+    room += 2 * overhang
+    distance = min(distance, 0.95 * room)
+    return rng.uniform(size / 2 - overhang, size / 2 - overhang + room - distance), distance
+
+
 def camera_path(motion, frames, rng, width, height, tile=TILE):
     """(centre x, centre y, window width) per frame for one video of class ``motion``.
 
     The motion has to be visible in a short clip at a small size: pans move the window by
-    :data:`PAN_SPEED` output pixels per frame (slower only where the photograph ends: long
-    videos), zooms change its width by a constant factor per frame, at least 2.2x over the video."""
+    :data:`PAN_SPEED` output pixels per frame (hanging over the photograph's edge where it is too
+    small for the pan, see :func:`_pan_start`), zooms change its width by a constant factor per
+    frame, at least 2.2x over the video."""
     aspect = height / width
     small, large = WINDOW[0] * tile, WINDOW[1] * tile  # window widths every class uses
     t = np.linspace(0.0, 1.0, frames)
@@ -116,17 +130,13 @@ def camera_path(motion, frames, rng, width, height, tile=TILE):
     ww = np.full(frames, w)
     speed = rng.uniform(*PAN_SPEED) * w / width  # photograph pixels per frame
     if motion == "pan_sideways":
-        span = tile - w
-        distance = min(speed * (frames - 1), 0.95 * span)
-        x0 = rng.uniform(w / 2, w / 2 + span - distance)
+        x0, distance = _pan_start(speed * (frames - 1), w, tile, rng)
         cx = x0 + distance * t
         if rng.rand() < 0.5:
             cx = cx[::-1]
         cy = np.full(frames, rng.uniform(h / 2, tile - h / 2))
         return cx, cy, ww
-    span = tile - h
-    distance = min(speed * (frames - 1), 0.95 * span)
-    y0 = rng.uniform(h / 2, h / 2 + span - distance)
+    y0, distance = _pan_start(speed * (frames - 1), h, tile, rng)
     cy = y0 + distance * t
     if motion == "pan_up":  # the camera moves up: the window's y decreases
         cy = cy[::-1]
@@ -167,6 +177,7 @@ def write_motion_set(
     train_photos=6,
     val_photos=3,
     videos_per_photo=1,
+    val_videos_per_photo=None,
     frames=32,
     width=96,
     height=72,
@@ -183,13 +194,18 @@ def write_motion_set(
 
     Training videos come from photographs 0..train_photos-1, validation videos from the next
     ``val_photos`` (other scenes while the total is at most 12), ``videos_per_photo`` videos per
-    photograph and class, each with its own camera path.  ``formats`` alternate over the videos.
+    photograph and class (validation: ``val_videos_per_photo``, default the same), each with its
+    own camera path.  ``formats`` alternate over the videos.
     Defaults: 5 classes x 9 photographs = 45 videos of 32 frames at 96 x 72, about 2 s.
     """
     if layout not in ("folders", "ucf101", "kinetics"):
         raise DataError(f"layout must be folders, ucf101 or kinetics, got {layout!r}")
-    if frames < 1 or width < 8 or height < 8 or train_photos < 1 or val_photos < 0 or videos_per_photo < 1:
-        raise DataError("write_motion_set needs frames >= 1, width/height >= 8, train_photos >= 1")
+    val_videos_per_photo = videos_per_photo if val_videos_per_photo is None else val_videos_per_photo
+    counts = (train_photos, val_photos + 1, videos_per_photo, val_videos_per_photo)
+    if frames < 1 or width < 8 or height < 8 or min(counts) < 1:
+        raise DataError(
+            "write_motion_set needs frames >= 1, width/height >= 8, train_photos >= 1, videos per photo >= 1"
+        )
     if layout == "kinetics":
         formats = (".mp4",)
     for fmt in formats:
@@ -201,7 +217,8 @@ def write_motion_set(
     out = Path(out_dir)
     settings = dict(
         classes=classes, train_photos=train_photos, val_photos=val_photos, videos_per_photo=videos_per_photo,
-        frames=frames, width=width, height=height, fps=fps, formats=list(formats), layout=layout, seed=seed,
+        val_videos_per_photo=val_videos_per_photo, frames=frames, width=width, height=height, fps=fps,
+        formats=list(formats), layout=layout, seed=seed,
     )  # fmt: skip
     manifest = out / MANIFEST
     if manifest.is_file() and not force:
@@ -227,7 +244,7 @@ def write_motion_set(
     for photo_index, photo in enumerate(photos):
         split = "train" if photo_index < train_photos else "val"
         for label, motion in enumerate(classes):
-            for clip in range(videos_per_photo):
+            for clip in range(videos_per_photo if split == "train" else val_videos_per_photo):
                 fmt = formats[count % len(formats)]
                 count += 1
                 video = render_video(photo_view(photo, rng), motion, frames, width, height, rng)

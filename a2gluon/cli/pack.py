@@ -74,21 +74,13 @@ def _report(summary, elapsed):
         print(f"ignored {len(summary['ignored'])} files that are not images: {shown}", file=sys.stderr)
 
 
-def main(argv=None, prog=PROG):
-    args = build_parser(prog).parse_args(argv)
+def run_packer(prog, work, report, complete="the outputs were complete"):
+    """`work()` (a packer: its summary), then `report(summary, seconds)`; the exit status, each
+    failure one line: 2 bad input, 1 an OSError (nothing left behind), 128+N stopped by signal N
+    (`complete` says so when the outputs were already in place), 130 Ctrl-C."""
     start = time.perf_counter()
     try:
-        summary = pack(
-            args.root,
-            args.out_prefix,
-            resize=args.resize,
-            quality=args.quality,
-            num_workers=args.num_workers,
-            classes=args.classes,
-            force=args.force,
-            progress=not args.quiet,
-            pass_through=args.pass_through,
-        )
+        summary = work()
     except DataError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
@@ -98,11 +90,30 @@ def main(argv=None, prog=PROG):
         print(f"{prog}: error: {error_line(err)}; no output written", file=sys.stderr)
         return 1
     except Terminated as stop:
-        done = "the outputs were complete" if stop.outputs_written else "no output written"
+        done = complete if stop.outputs_written else "no output written"
         print(f"{prog}: stopped by {signal.Signals(stop.signum).name}: {done}", file=sys.stderr)
         return 128 + stop.signum
     except KeyboardInterrupt:
         print(f"{prog}: interrupted: no output written", file=sys.stderr)
         return 130
-    _report(summary, time.perf_counter() - start)
+    report(summary, time.perf_counter() - start)
     return 0
+
+
+def main(argv=None, prog=PROG):
+    args = build_parser(prog).parse_args(argv)
+    return run_packer(
+        prog,
+        lambda: pack(
+            args.root,
+            args.out_prefix,
+            resize=args.resize,
+            quality=args.quality,
+            num_workers=args.num_workers,
+            classes=args.classes,
+            force=args.force,
+            progress=not args.quiet,
+            pass_through=args.pass_through,
+        ),
+        _report,
+    )

@@ -1,14 +1,9 @@
 """a2gluon pack-video ROOT OUT: re-encode a video set at a smaller size (a2gluon.data.pack_video)."""
 
 import argparse
-import signal
-import sys
-import time
 
-from ..data.layout import DataError
-from ..data.pack import Terminated
 from ..data.pack_video import FORMATS, pack_videos
-from .pack import report_leftovers
+from .pack import report_leftovers, run_packer
 
 PROG = "a2gluon pack-video"
 
@@ -70,9 +65,9 @@ def main(argv=None, prog=PROG):
     from . import require_positive
 
     require_positive(parser, args, ["short_side", "split"])
-    start = time.perf_counter()
-    try:
-        summary = pack_videos(
+    return run_packer(
+        prog,
+        lambda: pack_videos(
             args.root,
             args.out,
             short_side=args.short_side,
@@ -85,21 +80,7 @@ def main(argv=None, prog=PROG):
             classes=args.classes,
             force=args.force,
             progress=not args.quiet,
-        )
-    except DataError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        from ..errors import error_line
-
-        print(f"{prog}: error: {error_line(err)}; no output written", file=sys.stderr)
-        return 1
-    except Terminated as stop:
-        done = "the output was complete" if stop.outputs_written else "no output written"
-        print(f"{prog}: stopped by {signal.Signals(stop.signum).name}: {done}", file=sys.stderr)
-        return 128 + stop.signum
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted: no output written", file=sys.stderr)
-        return 130
-    _report(summary, time.perf_counter() - start)
-    return 0
+        ),
+        _report,
+        complete="the output was complete",
+    )

@@ -544,3 +544,23 @@ def test_resume_refuses_data_whose_class_names_differ():
     check_resume_fits(ck, flags, net, 3, 8, saved, None)  # data without names (synthetic)
     with pytest.raises(TrainError, match=r"other classes \(label 2: 'fox' -> 'owl'\)"):
         check_resume_fits(ck, flags, net, 3, 8, saved, ["cat", "dog", "owl"])
+
+
+def test_sigterm_while_the_run_is_set_up_is_one_line_and_saves_nothing(tmp_path, monkeypatch, capsys):
+    """SIGTERM while the model is built or a checkpoint loaded (before the loop's own handler is
+    in place) ended the process without a word."""
+    from a2gluon.cli import train as train_cli
+    from a2gluon.engine.trainer import Run
+
+    def terminated_while_loading(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises here
+        pytest.fail("SIGTERM did not stop the set-up")
+
+    monkeypatch.setattr(Run, "resume", terminated_while_loading)
+    code = train_cli.main(BASE + ["--num-epochs", "1", "--save-dir", str(tmp_path / "run")])
+    assert code == 128 + signal.SIGTERM
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "a2gluon train: stopped by SIGTERM before training started; nothing saved"
+    assert not checkpoint.list_checkpoints(str(tmp_path / "run"))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back

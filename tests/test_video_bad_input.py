@@ -189,7 +189,7 @@ def test_sigterm_while_train_video_checks_the_data(data, tmp_path):
     cmd += ["--data-dir", str(many), "--save-dir", str(tmp_path / "run"), "--num-data-workers", "2"]
     code, err, took, left = _terminate(cmd, lambda proc, seen: len(seen) >= 3, tmp_path)
     assert code == 128 + signal.SIGTERM, err
-    assert err.strip().splitlines()[-1].endswith("stopped by SIGTERM while checking the data; nothing saved")
+    assert err.strip().splitlines()[-1].endswith("stopped by SIGTERM before training started; nothing saved")
     assert "Traceback" not in err and took < 20 and not left
 
 

@@ -307,10 +307,10 @@ def train(args, make_source):
         print(f"{args.prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
-        signum = getattr(err, "signum", None)  # a data job's Terminated (a2gluon.data.pack)
+        signum = getattr(err, "signum", None)  # a Terminated of the set-up (a2gluon.data.pack)
         if signum:
             name = signal.Signals(signum).name
-            print(f"{args.prog}: stopped by {name} while checking the data; nothing saved", file=sys.stderr)
+            print(f"{args.prog}: stopped by {name} before training started; nothing saved", file=sys.stderr)
             return 128 + signum
         print(f"{args.prog}: interrupted twice; the last complete checkpoint is kept", file=sys.stderr)
         return 130

@@ -31,6 +31,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ..data import DataError
+from ..data.pack import stop_on_signals
 from ..errors import error_line
 from ..models import get_model
 from . import checkpoint
@@ -151,7 +152,7 @@ def claim_save_dir(settings):
     try:
         found = checkpoint.run_files(settings.save_dir)
         resuming = settings.resume or settings.resume_epoch is not None
-        held = [p for p in found if os.path.basename(p).startswith(checkpoint.PREFIX + "-")]
+        held = [p for p in found if checkpoint.is_checkpoint_file(os.path.basename(p))]
         if held and not resuming and not settings.force:
             newest = checkpoint.list_checkpoints(settings.save_dir)
             what = os.path.basename(newest[-1].stem if newest else held[-1])
@@ -287,8 +288,11 @@ def fit(settings, source):
         raise TrainError(str(err)) from None
     lock, notes = claim_save_dir(settings) if dist.rank == 0 else (None, [])
     try:
-        run = Run(settings, source, ctx, kv, dist, notes)
-        run.resume()
+        # SIGTERM / SIGINT while the data are checked, the model built or a checkpoint loaded: a
+        # Terminated (nothing is saved yet); from the first step on, StopFlag saves and stops.
+        with stop_on_signals():
+            run = Run(settings, source, ctx, kv, dist, notes)
+            run.resume()
         with StopFlag() as stop:
             for epoch in range(run.start_epoch, run.num_epochs):
                 record = run.train_epoch(epoch, stop)

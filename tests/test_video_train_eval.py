@@ -85,7 +85,7 @@ def trained(motion, tmp_path_factory):
 def scored(trained, motion, tmp_path_factory):
     save, _ = trained
     out_dir = tmp_path_factory.mktemp("video_eval")
-    best = str(save / "imagenet-a2_resnet26_3d-best.params")
+    best = str(save / "video-a2_resnet26_3d-best.params")
     cmd = [sys.executable, EVAL_VIDEO, "--params", best, "--data-dir", motion["val"]] + EVAL_VIEWS
     cmd += ["--json-out", str(out_dir / "eval.json"), "--per-class", str(out_dir / "per_class.csv")]
     out = run(cmd)
@@ -122,7 +122,7 @@ def test_a2_resnet26_3d_learns_the_motion_of_unseen_photographs(trained, scored)
     assert "videos/s" in out.stdout and "video top-1" in out.stdout
     # the training run: metrics, curves and the clip recorded for evaluation
     save, _ = trained
-    meta = json.loads((save / "imagenet-a2_resnet26_3d-best.json").read_text())
+    meta = json.loads((save / "video-a2_resnet26_3d-best.json").read_text())
     assert meta["input_shape"] == [3, 4, 32, 32] and meta["args"]["new_step"] == 2
     assert (save / "curves.png").exists() and len((save / "metrics.jsonl").read_text().splitlines()) == EPOCHS
 
@@ -181,7 +181,7 @@ def test_resume_continues_the_run(trained, motion):
     cmd += ["--save-dir", str(save), "--resume", "--num-iters", str(EPOCHS * STEPS_PER_EPOCH + 4)]
     out = run(cmd + recipe())
     assert out.returncode == 0, out.stderr[-3000:]
-    assert f"resumed from imagenet-a2_resnet26_3d-{EPOCHS:04d}" in out.stderr
+    assert f"resumed from video-a2_resnet26_3d-{EPOCHS:04d}" in out.stderr
     assert f"Epoch[{EPOCHS + 1}/{EPOCHS + 1}] Batch[4/{STEPS_PER_EPOCH}]" in out.stderr
     assert len((save / "metrics.jsonl").read_text().splitlines()) == EPOCHS + 1
 
@@ -206,7 +206,7 @@ def test_bad_input_is_one_line(motion, trained, tmp_path):
     ]
     assert "Traceback" not in run(missing).stderr and run(missing).returncode == 2
     save, _ = trained
-    best = str(save / "imagenet-a2_resnet26_3d-best.params")
+    best = str(save / "video-a2_resnet26_3d-best.params")
     image = next(Path(ROOT, "tests").glob("*.py"))  # not a video
     one_line_error(run(A2GLUON + ["predict", "--params", best, str(image)]), str(image))
     evaluate = [sys.executable, EVAL_VIDEO, "--params", best, "--data-dir", str(tmp_path / "nowhere")]

@@ -317,7 +317,7 @@ def score_checkpoints(args, data, ctx):
     unreadable JSON, a truncated .params, other classes) is skipped with a line on stderr."""
     found = [c for c in checkpoint.list_checkpoints(args.checkpoints) if c.batch == 0]
     if not found:
-        raise EvalError(f"no complete checkpoint (imagenet-MODEL-EEEE.params + .json) in {args.checkpoints}")
+        raise EvalError(f"no complete checkpoint (PREFIX-MODEL-EEEE.params + .json) in {args.checkpoints}")
     results, skipped = [], []
     for ck in found:
         try:

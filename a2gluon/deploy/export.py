@@ -122,7 +122,7 @@ def earlier_export(prefix):
     PREFIX-EEEE.params (any epoch), PREFIX.json, PREFIX.classes.json and PREFIX.onnx, and the
     same of the variants PREFIX-fused and PREFIX-int8 (with PREFIX-int8.onnx).  A
     PREFIX-EEEE.params with a .json or .states beside it is a training checkpoint, not an
-    export (the trainer names them imagenet-MODEL-EEEE.*), and is left out."""
+    export (the trainer names them imagenet-MODEL-EEEE.* or video-MODEL-EEEE.*), and is left out."""
     prefix = os.fspath(prefix)
     every = export_files(prefix, classes=True, onnx=True, variants=VARIANTS, int8_onnx=True)
     found = [p for p in every.values() if not p.endswith(".params")]

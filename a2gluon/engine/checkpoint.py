@@ -14,6 +14,7 @@ records the size and SHA-256 of the .params and .states files (``files``), so a 
 damaged later (a truncated copy, a flipped bit) is recognised and skipped on resume.  A run
 interrupted by SIGINT/SIGTERM saves ``imagenet-MODEL-EEEE-bBBBBBB.*`` (E completed epochs plus
 B batches of the next); the best by validation top-1 is copied to ``imagenet-MODEL-best.*``.
+Video networks' checkpoints are named the same way with ``video-`` (:func:`name_prefix`).
 """
 
 import fcntl
@@ -30,8 +31,9 @@ from dataclasses import dataclass
 
 import mxnet as mx
 
-PREFIX = "imagenet"
-_NAME = re.compile(r"^imagenet-(?P<model>.+?)-(?P<epoch>\d{4})(?:-b(?P<batch>\d{6}))?\.json$")
+PREFIXES = ("imagenet", "video")  # checkpoint names: PREFIX-MODEL-...; see name_prefix
+_PREFIX = "(?:" + "|".join(PREFIXES) + ")-"
+_NAME = re.compile(_PREFIX + r"(?P<model>.+?)-(?P<epoch>\d{4})(?:-b(?P<batch>\d{6}))?\.json$")
 # Files of one run besides its checkpoints: what `--force` removes with them.
 RUN_FILES = ("metrics.jsonl", "curves.png", "train.log")
 _RANK_LOG = re.compile(r"^train-rank\d+\.log$")
@@ -71,14 +73,30 @@ class Checkpoint:
         return (self.epoch, self.batch)
 
 
+def name_prefix(model):
+    """'video' for a registered video network, 'imagenet' for every other model (Gluon-CV's name
+    for its ImageNet checkpoints)."""
+    from ..models import model_spec
+
+    try:
+        return "video" if model_spec(model).is_video else "imagenet"
+    except ValueError:  # not a2gluon's: a Gluon-CV image model
+        return "imagenet"
+
+
 def stem(save_dir, model, epoch, batch=0):
     """The path without extension of the checkpoint of `model` after `epoch` epochs (+ `batch`)."""
-    name = f"{PREFIX}-{model}-{epoch:04d}" + (f"-b{batch:06d}" if batch else "")
+    name = f"{name_prefix(model)}-{model}-{epoch:04d}" + (f"-b{batch:06d}" if batch else "")
     return os.path.join(save_dir, name)
 
 
 def best_stem(save_dir, model):
-    return os.path.join(save_dir, f"{PREFIX}-{model}-best")
+    return os.path.join(save_dir, f"{name_prefix(model)}-{model}-best")
+
+
+def is_checkpoint_file(name):
+    """Whether file `name` (no folder) is a file of a checkpoint (any model, -best too)."""
+    return bool(re.match(_PREFIX, name)) and name.endswith((".params", ".states", ".json"))
 
 
 def atomic_write(path, write):
@@ -148,7 +166,7 @@ def update_meta(checkpoint, **changes):
 
 
 def save_best(save_dir, model, checkpoint):
-    """Copy `checkpoint` to imagenet-MODEL-best.params/.json (and its extra files, as
+    """Copy `checkpoint` to PREFIX-MODEL-best.params/.json (and its extra files, as
     -best-ema.params; atomically, JSON last)."""
     base = best_stem(save_dir, model)
     atomic_write(base + ".params", lambda tmp: shutil.copyfile(checkpoint.params, tmp))
@@ -258,7 +276,7 @@ def find_resume(save_dir, model=None, epoch=None):
     return None
 
 
-_FILE = re.compile(r"^imagenet-(?P<model>.+?)-(?P<epoch>\d{4})(?:-b(?P<batch>\d{6}))?(?P<rest>(-ema)?\.\w+)$")
+_FILE = re.compile(_PREFIX + r"(?P<model>.+?)-(?P<epoch>\d{4})(?:-b(?P<batch>\d{6}))?(?P<rest>(-ema)?\.\w+)$")
 
 
 def prune(save_dir, model, keep):
@@ -294,7 +312,7 @@ def run_files(save_dir):
         return []
     names = []
     for name in os.listdir(save_dir):
-        if name.startswith(PREFIX + "-") and name.endswith((".params", ".states", ".json")):
+        if is_checkpoint_file(name):
             names.append(name)
         elif name in RUN_FILES or _RANK_LOG.match(name):
             names.append(name)

@@ -190,6 +190,11 @@ def test_gluon_list_and_classes_json(motion, tmp_path):
     listed = read_video_set(root, lst)  # paths without their suffix, as Gluon-CV's lists
     assert [p for p, _ in listed.items] == [p for p, _ in folder.items]
     assert listed.num_frames == [24] * len(folder) and listed.classes == ["0", "1", "2", "3", "4"]
+    # one typo'd label (42 for 4) without class names would make 37 classes no video has
+    typo = tmp_path / "typo.txt"
+    typo.write_text(lst.read_text().replace(" 24 4\n", " 24 42\n", 1))
+    with pytest.raises(DataError, match=r"labels go up to 42 but 37 of 0-42 have no video \(e.g. 5, 6, 7"):
+        read_video_set(root, typo)
     classes_json = tmp_path / "classes.json"
     from a2gluon.data.video import write_video_classes
 

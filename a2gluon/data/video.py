@@ -182,8 +182,18 @@ def _read_gluon_list(root, list_file, classes):
         rows.append((parts[0], int(parts[1]), int(parts[2])))
     names = _classes_beside(list_file)
     top = max((label for _, _, label in rows), default=-1)
-    if names is None:
-        names = classes if classes is not None else [str(label) for label in range(top + 1)]
+    if names is None and classes is None:
+        # class i is label i: a label no video has (a typo, say 71 for 17) would be a class to learn
+        unused = sorted(set(range(top + 1)) - {label for _, _, label in rows})
+        if unused:
+            raise DataError(
+                f"{list_file}: labels go up to {top} but {len(unused)} of 0-{top} have no video "
+                f"(e.g. {', '.join(map(str, unused[:5]))}); fix the labels, or give the class names "
+                f"in {Path(str(list_file) + '.classes.json').name} beside the list"
+            )
+        names = [str(label) for label in range(top + 1)]
+    elif names is None:
+        names = classes
     if top >= len(names):
         raise DataError(
             f"{list_file}: label {top} but only {len(names)} classes; fix the list or its classes.json"

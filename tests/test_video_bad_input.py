@@ -10,6 +10,7 @@ import sys
 import time
 
 import mxnet as mx
+import numpy as np
 import pytest
 
 from a2gluon.cli import eval_video, predict, train_video
@@ -268,6 +269,27 @@ def test_train_video_skips_bad_videos_and_checks_lists(data, tmp_path, capsys):
 def test_time_stride_of_gluon_and_exported_networks():
     assert time_stride(get_model("a2_resnet26_3d", classes=3)) == 2
     assert time_stride(get_model("resnet50_3d", classes=3)) == 2
+
+
+def test_clip_accuracy_scores_the_centre_clip_and_video_accuracy_the_protocol_views():
+    """With an even --num-clips (the 10 x 3 protocol) no view is the centre clip: clip accuracy
+    took the 6th clip's centre crop; now the extra centre view, left out of the video average."""
+    from a2gluon.data.video import centre_view
+
+    def views(logits):  # views whose pixel [0, 0, 0, 0, :5] are the logits the "network" returns
+        out = np.zeros((len(logits), 3, 2, 8, 8), np.float32)
+        out[:, 0, 0, 0, :5] = logits
+        return out
+
+    net = lambda x: x[:, 0, 0, 0, :5]  # noqa: E731
+    # 2 clips x 1 crop, then the centre clip: label 2 is the centre clip's answer only
+    video = views([[4, 0, 0, 0, 0], [0, 4, 0, 0, 0], [0, 0, 9, 0, 0]])
+    clip, avg, _ = eval_video.score_videos(net, [(0, 2, video)], [mx.cpu()], 5, 8, centre_view(2, 1), 2)
+    assert clip.get()[0] == 1.0 and avg.get()[0] == 0.0
+    # an odd count: the middle clip is the centre one, every view is averaged
+    video = views([[4, 0, 0, 0, 0], [0, 0, 3, 0, 0], [0, 0, 3, 0, 0]])
+    clip, avg, _ = eval_video.score_videos(net, [(0, 2, video)], [mx.cpu()], 5, 8, centre_view(3, 1), 3)
+    assert clip.get()[0] == 1.0 and avg.get()[0] == 1.0
 
 
 def test_eval_video_bad_input(data, tmp_path, capsys):

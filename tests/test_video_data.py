@@ -17,6 +17,7 @@ from a2gluon.data.pipeline import MEAN_RGB, STD_RGB
 from a2gluon.data.video import (
     VideoSource,
     WorkerPool,
+    centre_view,
     crop_offsets,
     iter_video_views,
     read_video_set,
@@ -244,6 +245,14 @@ def test_views_and_normalisation(tmp_path):
     assert views.shape == (9, 3, 4, 64, 64) and views.dtype == np.float32
     single = video_views(path, 4, 3, 64, 72)
     np.testing.assert_array_equal(views[3 * 1 + 1], single[0])  # centre clip, centre crop
+    # clip accuracy's view: the middle clip of an odd count; an even count has none, so the centre
+    # clip's centre crop comes after the others (the 10 x 3 protocol's 6th clip starts later)
+    assert centre_view(3, 3) == 4 and centre_view(1, 1) == 0 and centre_view(2, 3) == 6
+    assert video_views(path, 4, 3, 64, 72, num_clips=3, num_crops=3, centre=True).shape[0] == 9
+    even = video_views(path, 4, 3, 64, 72, num_clips=2, num_crops=3, centre=True)
+    assert even.shape[0] == 7 and not np.array_equal(even[4], single[0])
+    np.testing.assert_array_equal(even[6], single[0])
+    np.testing.assert_array_equal(even[:6], video_views(path, 4, 3, 64, 72, num_clips=2, num_crops=3))
     frames = video_decode.read_frames(path, view_indices(60, 4, 3, 3)[0], short_side=72)  # 72 x 96
     pixels = views[0].transpose(1, 2, 3, 0) * np.array(STD_RGB) + np.array(MEAN_RGB)
     np.testing.assert_allclose(pixels, frames[:, 4:68, 0:64], atol=1e-3)  # clip 0, left crop

@@ -116,14 +116,10 @@ def protocol(args, loaded):
     return video_protocol(loaded, **{name: getattr(args, name) for name in VIEW_SETTINGS})
 
 
-def centre_view(num_clips, num_crops):
-    """The index of the centre clip's centre crop among a video's views (clip * crops + crop)."""
-    return (num_clips // 2) * num_crops + num_crops // 2
-
-
-def score_videos(net, views_iter, ctx, num_classes, batch_size, clip_view, progress=None):
+def score_videos(net, views_iter, ctx, num_classes, batch_size, clip_view, num_views, progress=None):
     """(clip TopK, video TopK, videos/s) over (index, label, views) from iter_video_views: the
-    softmax of the view `clip_view` (clip accuracy) and of all views averaged (video accuracy)."""
+    softmax of the view `clip_view` (clip accuracy) and of the `num_views` first views averaged
+    (video accuracy; a view after them is the centre clip, data.video.centre_view)."""
     clip, video = TopK(k=5, num_classes=num_classes), TopK(k=5, num_classes=num_classes)
     start = time.perf_counter()
     for _, label, views in views_iter:
@@ -139,7 +135,7 @@ def score_videos(net, views_iter, ctx, num_classes, batch_size, clip_view, progr
             )
         labels = np.array([label])
         clip.update(labels, probs[clip_view : clip_view + 1])
-        video.update(labels, probs.mean(axis=0, keepdims=True))
+        video.update(labels, probs[:num_views].mean(axis=0, keepdims=True))
         if progress is not None:
             progress(1)
     elapsed = time.perf_counter() - start
@@ -175,7 +171,7 @@ def run(args):
 
 
 def score(args, pool):
-    from ..data.video import check_clip_length, iter_video_views, probe_videos, read_video_set
+    from ..data.video import centre_view, check_clip_length, iter_video_views, probe_videos, read_video_set
     from ..engine.devices import get_contexts
 
     ctx = get_contexts(args.num_gpus)
@@ -211,6 +207,7 @@ def score(args, pool):
         views["num_crops"],
         num_frames=videos.num_frames,
         pool=pool,
+        centre=True,
     )
     bar = tqdm(
         total=len(videos.items),
@@ -226,6 +223,7 @@ def score(args, pool):
             num_classes,
             args.batch_size * len(ctx),
             centre_view(views["num_clips"], views["num_crops"]),
+            views["num_clips"] * views["num_crops"],
             bar.update,
         )
     finally:

@@ -393,6 +393,15 @@ def view_indices(num_frames, new_length, new_step, num_clips):
     return np.stack([start + offsets for start in starts])
 
 
+def centre_view(num_clips, num_crops):
+    """The index of the centre clip's centre crop (one clip per video: clip accuracy) among the
+    views of :func:`video_views` with ``centre=True``: the middle clip's middle crop for an odd
+    ``num_clips`` (the same clip, :func:`view_indices`), else the extra view after the others."""
+    if num_clips % 2:
+        return (num_clips // 2) * num_crops + num_crops // 2
+    return num_clips * num_crops
+
+
 def crop_offsets(height, width, size, num_crops):
     """(y, x) of the ``num_crops`` evaluation crops: 1 = centre, 3 = start/centre/end of the
     longer side (left/centre/right for landscape, top/centre/bottom for portrait), centred on
@@ -449,21 +458,27 @@ def train_clip(path, num_frames, new_length, new_step, input_size, short_side, r
 
 
 def video_views(
-    path, new_length, new_step, input_size, short_side, num_clips=1, num_crops=1, num_frames=None
-):
+    path, new_length, new_step, input_size, short_side, num_clips=1, num_crops=1, num_frames=None,
+    centre=False,
+):  # fmt: skip
     """The evaluation views of one video: float32 ``(num_clips * num_crops) x 3 x T x S x S``,
-    view ``clip * num_crops + crop`` (module docstring).  Raises DataError (one line) for a
-    missing, unreadable or empty video."""
+    view ``clip * num_crops + crop`` (module docstring).  With ``centre``, an even ``num_clips``
+    (which has no middle clip) gets one more view, the centre clip's centre crop, last
+    (:func:`centre_view`).  Raises DataError (one line) for a missing, unreadable or empty video."""
     num_frames = _num_frames(path, num_frames)
     clips = view_indices(num_frames, new_length, new_step, num_clips)
+    crops = [num_crops] * num_clips
+    if centre and centre_view(num_clips, num_crops) == num_clips * num_crops:
+        clips = np.concatenate([clips, view_indices(num_frames, new_length, new_step, 1)])
+        crops.append(1)
     wanted = sorted(set(clips.ravel().tolist()))
     frames = _fit(video_decode.read_frames(path, wanted, short_side=short_side), input_size)
     position = {index: i for i, index in enumerate(wanted)}
     height, width = frames.shape[1:3]
-    views = np.empty((num_clips * num_crops, 3, new_length, input_size, input_size), np.float32)
-    for c, clip in enumerate(clips):
+    views = np.empty((sum(crops), 3, new_length, input_size, input_size), np.float32)
+    for c, (clip, count) in enumerate(zip(clips, crops)):
         chosen = frames[[position[i] for i in clip]]
-        for k, (y, x) in enumerate(crop_offsets(height, width, input_size, num_crops)):
+        for k, (y, x) in enumerate(crop_offsets(height, width, input_size, count)):
             views[c * num_crops + k] = normalise(chosen[:, y : y + input_size, x : x + input_size])
     return views
 
@@ -532,7 +547,8 @@ def _run_task(task):
             seed, rest = args
             return "ok", train_clip(path, num_frames, *rest, rng=np.random.RandomState(seed))
         if kind == "views":
-            return "ok", video_views(path, *args, num_frames=num_frames)
+            views, centre = args
+            return "ok", video_views(path, *views, num_frames=num_frames, centre=centre)
         if kind == "probe":
             return "ok", _num_frames(path, num_frames)
         if kind == "call":  # (function, argument): another job on videos, e.g. pack-video's
@@ -673,11 +689,11 @@ class ViewIterator:
     ``skipped`` lists (path, reason) of the videos that failed to decode."""
 
     def __init__(self, items, new_length, new_step, input_size, short_side, num_clips, num_crops,
-                 num_workers, num_frames=None, timeout=TIMEOUT, pool=None):  # fmt: skip
+                 num_workers, num_frames=None, timeout=TIMEOUT, pool=None, centre=False):  # fmt: skip
         _check_clip_args(new_length, new_step, input_size, short_side, num_clips, num_crops)
         self.items = list(items)
         self.num_frames = list(num_frames) if num_frames is not None else [None] * len(self.items)
-        self.args = (new_length, new_step, input_size, short_side, num_clips, num_crops)
+        self.args = ((new_length, new_step, input_size, short_side, num_clips, num_crops), centre)
         self._own_pool = pool is None
         self.pool = pool if pool is not None else WorkerPool(num_workers, timeout)
         self.skipped = []
@@ -700,14 +716,14 @@ class ViewIterator:
 
 
 def iter_video_views(items, new_length, new_step, input_size, short_side, num_clips=1, num_crops=1,
-                     num_workers=0, num_frames=None, timeout=TIMEOUT, pool=None):  # fmt: skip
+                     num_workers=0, num_frames=None, timeout=TIMEOUT, pool=None, centre=False):  # fmt: skip
     """Yield ``(index, label, views)`` for each (path, label) of ``items`` in order (views as
-    :func:`video_views`), loaded by ``num_workers`` processes (0: in this process).  Videos that
-    fail to decode are skipped and listed in the returned iterator's ``skipped`` (path, reason);
-    argument errors are raised at once.  ``num_frames``: the frame count of each item where known
-    (a list file's), else probed; ``pool``: a :class:`WorkerPool` to share (kept open)."""
+    :func:`video_views`, ``centre`` too), loaded by ``num_workers`` processes (0: in this process).
+    Videos that fail to decode are skipped and listed in the returned iterator's ``skipped`` (path,
+    reason); argument errors are raised at once.  ``num_frames``: the frame count of each item
+    where known (a list file's), else probed; ``pool``: a :class:`WorkerPool` to share (kept open)."""
     return ViewIterator(items, new_length, new_step, input_size, short_side, num_clips, num_crops,
-                        num_workers, num_frames, timeout, pool)  # fmt: skip
+                        num_workers, num_frames, timeout, pool, centre)  # fmt: skip
 
 
 def probe_videos(video_set, pool, what):

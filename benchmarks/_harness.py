@@ -2,16 +2,14 @@
 peak memory, the machine line, and the results/NAME.json + results/NAME.md every benchmark writes.
 
 A benchmark script says only what it measures: `measure(case)`, run in a fresh worker process
-(`python benchmarks/NAME.py --worker JSON`) that prints its JSON-able result; the cases; and
+(`python benchmarks/NAME.py --worker JSON`) that prints its JSON-able result; `options(p)`, its
+options and their --quick values; `bench(run, args)`, the cases measured and the report; and
 `render(report)`, its table, under which `notes()` puts the module docstring's description:
 
-    p = harness.parser(__doc__, rounds=3)              # + number(), pass_options(): the options
-    args = harness.parse(p, argv, "NAME", measure, render, quick)
-    if args is None:                                   # a worker, or --render: done
-        return
-    run = harness.Run(__file__, args)
-    results = run.rounds(keys, case_of)                # every other round in reverse order (A B B A)
-    run.write("NAME", {"results": ...}, render)        # results/NAME.json + results/NAME.md
+    def options(p):                       # parser() has --quick, --rounds, --out, ...
+        pass_options(p, repeat=20, warmup=2)  # + number(): the options; returns their --quick values
+    def bench(run, args):                 # run.rounds(keys, case_of): A B B A; returns the report
+    harness.main(__file__, __doc__, options, bench, measure, render, rounds=3)  # NAME.json + NAME.md
 
 `net_runs()` builds a model or block and gives its forward and forward+backward passes, `passes()`
 times them in a worker, `interleave()` times several alternately in one process.
@@ -41,6 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 class BenchError(Exception):
     """A benchmark cannot run as asked; the message is the one line the user sees."""
+
+
+class UsageError(BenchError):
+    """Options that do not go together: the message goes under argparse's usage line."""
 
 
 # In the worker process ------------------------------------------------------------------------
@@ -225,34 +227,35 @@ def pass_case(args, **case):
     return dict({key: getattr(args, key) for key in keys if hasattr(args, key)}, **case)
 
 
-def parse(p, argv, name, measure, render, quick):
-    """The arguments, with `quick`'s values under --quick (where no value was given); None when
-    the call was a worker (`measure` ran and printed its JSON line) or --render (NAME.md rewritten
-    from NAME.json): the script has nothing more to do."""
-    args = p.parse_args(argv)
-    if args.worker is not None:
-        print(json.dumps(measure(json.loads(args.worker))), flush=True)
-        return None
-    if args.quick:  # the quick values, except where an option was given
-        vars(args).update({k: v for k, v in quick.items() if getattr(args, k) == p.get_default(k)})
-    args.out = args.out or (None if args.quick and not args.render else RESULTS)
-    if args.render:
-        path = args.out / f"{name}.json"
-        if not path.exists():
-            raise BenchError(f"{path} does not exist: run benchmarks/{name}.py first")
-        write(name, json.loads(path.read_text(encoding="utf-8")), render, args.out)
-        return None
-    return args
-
-
-def cli(main):
-    """Run a benchmark's main(): a BenchError is one line on stderr and exit code 1."""
+def main(script, doc, options, bench, measure, render, rounds=None, threads=True, worker_threads=None):
+    """Run benchmarks/NAME.py (`script`): parser(doc, rounds, threads) + `options(p)` (which returns
+    the --quick values); a worker prints measure(case); --render rewrites NAME.md from NAME.json;
+    else run.write() writes the report of bench(Run(script, args, worker_threads), args). A
+    BenchError is one line on stderr and exit code 1, a UsageError a usage error (exit code 2)."""
+    name, p = Path(script).stem, parser(doc, rounds, threads)
+    quick = options(p)
     try:
-        sys.exit(main())
+        args = p.parse_args()
+        if args.worker is not None:
+            print(json.dumps(measure(json.loads(args.worker))), flush=True)
+            return
+        if args.quick:  # the quick values, except where an option was given
+            vars(args).update({k: v for k, v in quick.items() if getattr(args, k) == p.get_default(k)})
+        args.out = args.out or (None if args.quick and not args.render else RESULTS)
+        if args.render:
+            path = args.out / f"{name}.json"
+            if not path.exists():
+                raise BenchError(f"{path} does not exist: run benchmarks/{name}.py first")
+            write(name, json.loads(path.read_text(encoding="utf-8")), render, args.out)
+            return
+        run = Run(script, args, worker_threads)
+        run.write(name, bench(run, args), render)
+    except UsageError as err:
+        p.error(str(err))
     except BenchError as err:
-        sys.exit(f"{Path(sys.argv[0]).name}: error: {err}")
+        sys.exit(f"{Path(script).name}: error: {err}")
     except KeyboardInterrupt:
-        sys.exit(f"{Path(sys.argv[0]).name}: interrupted, nothing written")
+        sys.exit(f"{Path(script).name}: interrupted, nothing written")
 
 
 # In the parent process ------------------------------------------------------------------------
@@ -304,15 +307,18 @@ class Run:
         cmd = [sys.executable, str(self.script), "--worker", json.dumps(case)]
         return process(cmd, dict(self.env, **{key: str(value) for key, value in env.items()}), timeout)
 
-    def rounds(self, keys, case_of, count=None, skip=None, timeout=None, **env):
+    def rounds(self, keys, case_of, count=None, skip=None, timeout=None, threads=None):
         """Every key's case `count` (default --rounds) times, each in a fresh process, every other
         round in reverse order (A B B A) so that a drift in the machine's load weighs on all keys
-        alike: {key: [result, ...]}.  `skip(key, results so far)` true leaves a process out."""
-        count = count or self.args.rounds
+        alike: {key: [result, ...]}.  `skip(key, results so far)` true leaves a process out;
+        `threads`, the processes' OMP_NUM_THREADS (default the run's): a number or threads(key)."""
+        count, env = count or self.args.rounds, {}
         out = {key: [] for key in keys}
         for index in range(count):
             for key in keys if index % 2 == 0 else keys[::-1]:
                 if not (skip and skip(key, out[key])):
+                    if threads:
+                        env["OMP_NUM_THREADS"] = threads(key) if callable(threads) else threads
                     name = " / ".join(map(str, key)) if isinstance(key, tuple) else key
                     out[key].append(self.worker(case_of(key), f"{name}, round {index + 1}", timeout, **env))
         return out
@@ -391,12 +397,17 @@ def table(header, rows, align=None):
     return ["| " + " | ".join(header) + " |", rule] + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
 
 
+def description(doc):
+    """A module docstring's description: its paragraphs between the first line and 'Usage:'."""
+    return doc.split("\n\n", 1)[1].split("\nUsage:")[0].strip()
+
+
 def notes(doc, report, *bullets):
-    """The lines under a table: the module docstring's description (its paragraphs between the
-    first line and 'Usage:'), then `bullets` and the machine line as a list."""
-    description = doc.split("\n\n", 1)[1].split("\nUsage:")[0].strip()
-    gap = [] if description.rsplit("\n\n", 1)[-1].startswith("- ") else [""]  # one list, not two
-    return ["", description, *gap, *[f"- {bullet}" for bullet in bullets], machine_line(report), ""]
+    """The lines under a table: the module docstring's description, then `bullets` and the
+    machine line as a list."""
+    text = description(doc)
+    gap = [] if text.rsplit("\n\n", 1)[-1].startswith("- ") else [""]  # one list, not two
+    return ["", text, *gap, *[f"- {bullet}" for bullet in bullets], machine_line(report), ""]
 
 
 def fmt(result, key, spec="{:.1f}"):

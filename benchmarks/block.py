@@ -61,22 +61,20 @@ def render(report):
     return "\n".join(h.table(header, rows) + h.notes(__doc__, report, passes))
 
 
-def main(argv=None):
-    p = h.parser(__doc__, rounds=3)
+def options(p):
     h.pass_options(p, repeat=20, warmup=2, slow_repeat=5)
     p.add_argument("--configs", type=h.names(CONFIGS), default=list(CONFIGS), help="image,video (default)")
-    quick = {"configs": ["image"], "rounds": 1, "repeat": 3, "warmup": 1}
-    args = h.parse(p, argv, "block", measure, render, quick)
-    if args is None:
-        return
-    run = h.Run(__file__, args)
+    return {"configs": ["image"], "rounds": 1, "repeat": 3, "warmup": 1}
+
+
+def bench(run, args):
     keys = [(name, assoc) for name in args.configs for assoc in ASSOCIATIONS]
     shapes = {name: [CONFIGS[name][1], *CONFIGS[name][2]] for name in args.configs}
     case = h.pass_case(args, kind="a2", mode="forward")
     rounds = run.rounds(keys, lambda key: dict(case, shape=shapes[key[0]], association=key[1]))
     results = {name: {a: h.combine(rounds[(name, a)]) for a in ASSOCIATIONS} for name in args.configs}
-    run.write("block", {"configs": [dict(describe(n), results=results[n]) for n in args.configs]}, render)
+    return {"configs": [dict(describe(n), results=results[n]) for n in args.configs]}
 
 
 if __name__ == "__main__":
-    h.cli(main)
+    h.main(__file__, __doc__, options, bench, measure, render, rounds=3)

@@ -126,9 +126,8 @@ def render(report):
     if sw:
         rows = [[p["size"], f"{p['L']:,}", ms(p["a2"]), ms(p["nonlocal"]), nl_over_a2(p, "median_ms")]
                 for p in sw["points"]]  # fmt: skip
-        slopes = {
-            k: " / ".join("n/a" if v is None else f"{v:.2f}" for v in sw["slopes"][k].values()) for k in KINDS
-        }
+        slope = {k: ["n/a" if v is None else f"{v:.2f}" for v in sw["slopes"][k].values()] for k in KINDS}
+        slopes = {k: " / ".join(values) for k, values in slope.items()}
         lines += [
             "",
             f"Sweep over the number of positions (forward, batch 1, {SWEEP_CHANNELS} channels, 2-D, H = W):",
@@ -144,19 +143,18 @@ def render(report):
     return "\n".join(lines + h.notes(__doc__, report, passes + f"passes ({s['slow_repeat']} when slow)."))
 
 
-def main(argv=None):
-    p = h.parser(__doc__, rounds=2)
+def options(p):
     h.pass_options(p, repeat=10, warmup=1, slow_repeat=3)
     p.add_argument("--stages", type=h.names(STAGES), default=list(STAGES), help="subset of conv2,conv3,conv4")
     p.add_argument("--modes", type=h.names(MODES), default=list(MODES), help="train,forward (default both)")
     p.add_argument("--sweep", type=h.integers, default=[8, 12, 16, 24, 32, 48, 64, 96], help="H = W values")
     p.add_argument("--no-sweep", action="store_true", help="skip the sweep over L")
     p.add_argument("--fit-from", type=h.at_least(2), default=FIT_FROM, help="least L of the large-L fit")
-    quick = {"stages": ["conv4"], "rounds": 1, "repeat": 2, "slow_repeat": 1, "sweep": [8, 16]}
-    args = h.parse(p, argv, "blocks", measure, render, quick)
-    if args is None:
-        return
-    run, shapes = h.Run(__file__, args), stage_shapes()
+    return {"stages": ["conv4"], "rounds": 1, "repeat": 2, "slow_repeat": 1, "sweep": [8, 16]}
+
+
+def bench(run, args):
+    shapes = stage_shapes()
     notes = {(stage, mode): skip_reason(shapes[stage], mode) for stage in args.stages for mode in args.modes}
 
     def skip(key, done):  # too large for the memory, or so slow that one process is enough
@@ -175,20 +173,20 @@ def main(argv=None):
         for m in args.modes:
             results[m]["nonlocal"] = {"note": notes[(st, m)]} if notes[(st, m)] else results[m]["nonlocal"]
         stages.append({"stage": st, "shape": shapes[st], "L": math.prod(shapes[st][1:]), "results": results})
-    sweep = None
-    if not args.no_sweep:
-        rounds = run.rounds([(n, "forward", k) for n in args.sweep for k in KINDS], case_of, count=1)
-        done = {key: h.combine(results) for key, results in rounds.items()}
-        points = [dict(size=n, L=n * n, **{k: done[(n, "forward", k)] for k in KINDS}) for n in args.sweep]
-        pts = {k: [(p["L"], p[k]["median_ms"]) for p in points if "median_ms" in p[k]] for k in KINDS}
-        large = {k: [q for q in pts[k] if q[0] >= args.fit_from] for k in KINDS}
-        slopes = {k: {"large_L": fit_slope(large[k]), "all": fit_slope(pts[k])} for k in KINDS}
-        sweep = {"channels": SWEEP_CHANNELS, "fit_from": args.fit_from, "points": points, "slopes": slopes}
-        if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            plot_sweep(pts, sweep, args.out / "blocks_sweep.png")
-    run.write("blocks", {"stages": stages, "sweep": sweep}, render)
+    if args.no_sweep:
+        return {"stages": stages, "sweep": None}
+    rounds = run.rounds([(n, "forward", k) for n in args.sweep for k in KINDS], case_of, count=1)
+    done = {key: h.combine(results) for key, results in rounds.items()}
+    points = [dict(size=n, L=n * n, **{k: done[(n, "forward", k)] for k in KINDS}) for n in args.sweep]
+    pts = {k: [(p["L"], p[k]["median_ms"]) for p in points if "median_ms" in p[k]] for k in KINDS}
+    large = {k: [q for q in pts[k] if q[0] >= args.fit_from] for k in KINDS}
+    slopes = {k: {"large_L": fit_slope(large[k]), "all": fit_slope(pts[k])} for k in KINDS}
+    sweep = {"channels": SWEEP_CHANNELS, "fit_from": args.fit_from, "points": points, "slopes": slopes}
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot_sweep(pts, sweep, args.out / "blocks_sweep.png")
+    return {"stages": stages, "sweep": sweep}
 
 
 if __name__ == "__main__":
-    h.cli(main)
+    h.main(__file__, __doc__, options, bench, measure, render, rounds=2)

@@ -75,17 +75,11 @@ def batches(kind, workers, prefix, batch_size):
                 yield it.next().data[0], [os.getpid()]
             except StopIteration:
                 it.reset()
-    augment = transforms.Compose(
-        [
-            transforms.RandomResizedCrop(INPUT_SIZE),
-            transforms.RandomFlipLeftRight(),
-            transforms.RandomColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER),
-            transforms.RandomLighting(LIGHTING),
-            transforms.ToTensor(),
-            transforms.Normalize([m / 255 for m in MEAN_RGB], [s / 255 for s in STD_RGB]),
-        ]
-    )
-    dataset = ImageRecordDataset(prefix + ".rec").transform_first(augment)
+    crop, flip = transforms.RandomResizedCrop(INPUT_SIZE), transforms.RandomFlipLeftRight()
+    jitter = transforms.RandomColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER)
+    normalize = transforms.Normalize([m / 255 for m in MEAN_RGB], [s / 255 for s in STD_RGB])
+    augment = [crop, flip, jitter, transforms.RandomLighting(LIGHTING), transforms.ToTensor(), normalize]
+    dataset = ImageRecordDataset(prefix + ".rec").transform_first(transforms.Compose(augment))
     loader = mx.gluon.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=True, last_batch="discard", num_workers=workers
     )
@@ -108,7 +102,7 @@ def measure(case):
         next(stream)[0].wait_to_read()
     wall, cpu = time.perf_counter() - start, h.cpu_seconds(pids) - cpu
     images = case["batches"] * case["batch_size"]
-    per_cpu = images / cpu if cpu > 0 else None
+    per_cpu = h.ratio(images, cpu)
     return {"images_per_s": images / wall, "images_per_cpu_s": per_cpu, "pipeline_processes": len(pids)}
 
 
@@ -143,8 +137,7 @@ def render(report):
     return "\n".join(table + h.notes(__doc__, report, settings))
 
 
-def main(argv=None):
-    p = h.parser(__doc__, rounds=3, threads=False)
+def options(p):
     h.number(p, "--images", 500, "JPEGs in the test set")
     h.number(p, "--batch-size", 16, "pipeline batch size")
     h.number(p, "--skip", 4, "untimed batches per process")
@@ -155,16 +148,15 @@ def main(argv=None):
     h.number(p, "--train-warmup", 1, "untimed training steps", least=0)
     p.add_argument("--cases", type=h.names(CASES), default=list(CASES), help="subset of " + ",".join(CASES))
     quick = {"images": 48, "rounds": 1, "skip": 1, "batches": 2, "cases": ["recorditer-1", "dataloader-0"]}
-    quick.update(train_rounds=1, train_warmup=1, train_steps=1, train_batch=2)
-    args = h.parse(p, argv, "data", measure, render, quick)
-    if args is None:
-        return
-    run = h.Run(__file__, args)
+    return dict(quick, train_rounds=1, train_warmup=1, train_steps=1, train_batch=2)
+
+
+def bench(run, args):
     with tempfile.TemporaryDirectory(prefix="a2gluon-data-bench-") as tmp:
         h.say(f"writing {args.images} JPEGs and packing them")
         prefix = make_records(tmp, args.images)
         settings = {k: getattr(args, k) for k in ("batch_size", "skip", "batches")}
-        rounds = run.rounds(args.cases, lambda n: dict(settings, case=n, prefix=prefix), OMP_NUM_THREADS=1)
+        rounds = run.rounds(args.cases, lambda n: dict(settings, case=n, prefix=prefix), threads=1)
     cases = [
         {"name": name, "kind": CASES[name][0], "workers": CASES[name][1],
          "result": h.combine(rounds[name], per_process=("images_per_s", "images_per_cpu_s"))}
@@ -174,8 +166,8 @@ def main(argv=None):
     train = h.combine(run.rounds(["train"], lambda _: case, count=args.train_rounds)["train"])
     if "median_ms" in train:
         train["images_per_s"] = args.train_batch / train["median_ms"] * 1e3
-    run.write("data", {"cases": cases, "train_step": train}, render)
+    return {"cases": cases, "train_step": train}
 
 
 if __name__ == "__main__":
-    h.cli(main)
+    h.main(__file__, __doc__, options, bench, measure, render, rounds=3, threads=False)

@@ -90,33 +90,27 @@ def render(report):
     return "\n".join(h.table(header, rows, "lrrrrrrr") + h.notes(__doc__, report, settings))
 
 
-def main(argv=None):
-    p = h.parser(__doc__, threads=False)
+def options(p):
     h.number(p, "--steps", 12, "steps per job", least=3)
     h.number(p, "--skip", 2, "warm-up steps left out")
     h.number(p, "--input-size", 64, "input size", least=32)
     h.number(p, "--batch", 16, "batch per worker")
     h.number(p, "--timeout", 240, "launcher timeout per job, s", least=10)
     p.add_argument("--settings", type=h.names(SETTINGS), default=list(SETTINGS), help=",".join(SETTINGS))
-    quick = {"input_size": 32, "steps": 4, "skip": 1, "batch": 4}
-    args = h.parse(p, argv, "dist", train.measure, render, quick)
-    if args is None:
-        return
+    return {"input_size": 32, "steps": 4, "skip": 1, "batch": 4}
+
+
+def bench(run, args):
     if args.steps < args.skip + 2:
-        p.error("--steps must be at least --skip + 2")
+        raise h.UsageError("--steps must be at least --skip + 2")
     from a2gluon.profile import profile_model
 
     params = profile_model(MODEL, (3, args.input_size, args.input_size), classes=CLASSES).params
-    run = h.Run(__file__, args)
     with tempfile.TemporaryDirectory(prefix="a2gluon-dist-bench-") as tmp:
         results = [run_job(name, args, run, tmp) for name in args.settings]
-    report = {
-        "trained_params": params,
-        "analytic_bytes_per_step_per_worker": 2 * 4 * params,
-        "results": results,
-    }
-    run.write("dist", report, render)
+    analytic = 2 * 4 * params  # push + pull of every trained gradient, float32
+    return {"trained_params": params, "analytic_bytes_per_step_per_worker": analytic, "results": results}
 
 
 if __name__ == "__main__":
-    h.cli(main)
+    h.main(__file__, __doc__, options, bench, train.measure, render, threads=False)

@@ -225,9 +225,8 @@ def render(report):
             rows += [[f"`{model}`", h.fmt(chk, ""), "", "", ""]] if "error" in chk else []
             for runtime, got in chk.get("runtimes", {}).items():
                 cells = [f"{chk['max_abs_output']:.3g}", f"{got['max_abs_diff']:.2g}"]
-                rows.append(
-                    [f"`{model}`", RUNTIMES[runtime], *cells, f"{got['top1_same']} of {chk['images']}"]
-                )
+                same = f"{got['top1_same']} of {chk['images']}"
+                rows.append([f"`{model}`", RUNTIMES[runtime], *cells, same])
         header = "model (random weights)|runtime|largest \\|logit\\| (Gluon)|− Gluon, max abs|top-1 as Gluon"
         lines += ["", *h.table(header, rows, "llrrr")]
     acc = report.get("accuracy")
@@ -257,8 +256,7 @@ def render(report):
     return "\n".join(lines + h.notes(__doc__, report, *bullets))
 
 
-def main(argv=None):
-    p = h.parser(__doc__, rounds=2)
+def options(p):
     p.add_argument("--batches", type=h.integers, default=[1, 32], help="batch sizes (default 1,32)")
     p.add_argument("--repeat", type=h.at_least(1), default=20, help="timed steps at batch 1 (default 20)")
     p.add_argument("--warmup", type=h.at_least(0), default=2, help="untimed steps (default 2)")
@@ -272,9 +270,10 @@ def main(argv=None):
     isa += f"(DNNL_MAX_CPU_ISA; {','.join(ISA_CAPS)}), emulating older CPUs"
     p.add_argument("--isa", type=h.names(ISA_CAPS), default=[], help=isa)
     quick = {"batches": [1], "rounds": 1, "repeat": 2, "warmup": 1, "models": ["a2_resnet26", "resnet26"]}
-    args = h.parse(p, argv, "inference", measure, render, dict(quick, no_accuracy=True))
-    if args is None:
-        return
+    return dict(quick, no_accuracy=True)
+
+
+def bench(run, args):
     import onnx
     import onnxruntime
 
@@ -283,23 +282,19 @@ def main(argv=None):
     from a2gluon.profile import profile_model
 
     if len(args.models) != 2 or set(args.models) - set(list_models()):
-        p.error(
-            f"--models: give two registry models, the A² model and its baseline, got {','.join(args.models)}"
-        )
+        models = ",".join(args.models)
+        raise h.UsageError(f"--models: give two registry models, the A² model and its baseline, got {models}")
     problems = {"int8": int8_cpu_problem(), "onnxruntime-int8": ort_quantization_problem()}
     skipped = {runtime: why for runtime, why in problems.items() if why and runtime in args.runtimes}
     if "int8" in skipped and "onnxruntime-int8" in args.runtimes:
         skipped["onnxruntime-int8"] = "needs the INT8 export"
     runtimes = [r for r in args.runtimes if r not in skipped]
-    run = h.Run(__file__, args)
     workdir = tempfile.mkdtemp(prefix="a2gluon-inference-")
     try:
         h.say(f"exporting {', '.join(args.models)} to {workdir}")
         exported = export_models(args.models, workdir, runtimes)
-        agreement = {
-            m: run.worker({"check": os.path.join(workdir, m), "runtimes": runtimes}, f"checking {m}: outputs")
-            for m in args.models
-        }
+        checks = {m: {"check": os.path.join(workdir, m), "runtimes": runtimes} for m in args.models}
+        agreement = {m: run.worker(case, f"checking {m}: outputs") for m, case in checks.items()}
         case = {
             "accuracy": os.path.join(workdir, "digits"),
             "epochs": args.accuracy_epochs,
@@ -314,9 +309,8 @@ def main(argv=None):
             return dict(case, repeat=args.repeat if batch == 1 else args.repeat_batched, warmup=args.warmup)
 
         rows = [(b, r, None) for b in args.batches for r in runtimes]
-        rows += [
-            (b, r, isa) for isa in args.isa for b in args.batches for r in runtimes if r in ONEDNN_RUNTIMES
-        ]
+        onednn = [r for r in runtimes if r in ONEDNN_RUNTIMES]
+        rows += [(b, r, isa) for isa in args.isa for b in args.batches for r in onednn]
         rounds = run.rounds([(b, r, m, isa) for b, r, isa in rows for m in args.models], case_of)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -335,9 +329,8 @@ def main(argv=None):
     flags = cpu_flags() or set()
     isa = ", ".join(sorted(f for f in flags if f.startswith("avx512") or f in ("avx2", "fma"))) or "unknown"
     versions = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
-    report["environment"] = dict(versions, cpu_isa=f"{isa} (oneDNN level {effective_isa()})")
-    run.write("inference", report, render)
+    return dict(report, environment=dict(versions, cpu_isa=f"{isa} (oneDNN level {effective_isa()})"))
 
 
 if __name__ == "__main__":
-    h.cli(main)
+    h.main(__file__, __doc__, options, bench, measure, render, rounds=2)

@@ -56,9 +56,8 @@ def paired(result, phase):
 def render(report):
     """The table, the goals and the notes."""
     res, macs, s = report["results"], report["macs"], report["settings"]
-    ratio = {
-        n: {p: statistics.median(paired(r, p)) for p in PHASES} for n, r in res.items() if "error" not in r
-    }
+    done = {n: r for n, r in res.items() if "error" not in r}
+    ratio = {n: {p: statistics.median(paired(r, p)) for p in PHASES} for n, r in done.items()}
 
     def vs(name, phase, other=BASELINE):  # a ratio of ratios: every model is paired with resnet50
         return h.ratio(ratio.get(name, {}).get(phase), ratio.get(other, {}).get(phase))
@@ -101,22 +100,20 @@ def render(report):
     return "\n".join(lines + h.notes(__doc__, report, settings))
 
 
-def main(argv=None):
-    p = h.parser(__doc__, rounds=2)
+def options(p):
     p.add_argument("--batch", type=h.at_least(1), default=16, help="batch size (default 16)")
     h.pass_options(p, repeat=3, warmup=1, what="passes per phase")
     p.add_argument("--models", type=h.names(), default=list(MODELS), help=f"default {','.join(MODELS)}")
-    quick = {"batch": 2, "repeat": 1, "warmup": 1, "rounds": 1, "models": ["resnet50", "a2_resnet50"]}
-    args = h.parse(p, argv, "models", measure, render, quick)
-    if args is None:
-        return
+    return {"batch": 2, "repeat": 1, "warmup": 1, "rounds": 1, "models": ["resnet50", "a2_resnet50"]}
+
+
+def bench(run, args):
     from a2gluon.models import list_models
     from a2gluon.profile import profile_model
 
     names = args.models if BASELINE in args.models else [BASELINE, *args.models]  # every ratio is to it
     if set(names) - set(list_models()):
-        p.error(f"--models: unknown {', '.join(sorted(set(names) - set(list_models())))}")
-    run = h.Run(__file__, args)
+        raise h.UsageError(f"--models: unknown {', '.join(sorted(set(names) - set(list_models())))}")
     rounds = run.rounds(names, lambda name: h.pass_case(args, batch=args.batch, model=name))
     results = {}
     for name in names:
@@ -128,8 +125,8 @@ def main(argv=None):
             for key in ("timings_ms", "baseline_timings_ms"):  # pooled, for the pass-by-pass ratios
                 results[name][phase][key] = [t for r in done for t in r[phase][key]]
     macs = {name: profile_model(name, IMAGE).macs for name in names}
-    run.write("models", {"models": names, "macs": macs, "results": results}, render)
+    return {"models": names, "macs": macs, "results": results}
 
 
 if __name__ == "__main__":
-    h.cli(main)
+    h.main(__file__, __doc__, options, bench, measure, render, rounds=2)

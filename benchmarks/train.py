@@ -61,9 +61,8 @@ def socket_bytes(pid):
 def train_argv(model, size, batch, classes, save_dir, extra):
     """train_imagenet.py's command line: one epoch on one CPU context, a log line per step, `extra`."""
     argv = f"--model {model} --input-size {size} --batch-size {batch} --num-classes {classes} --lr 0.01"
-    return (
-        argv.split() + f"--num-epochs 1 --log-interval 1 --num-cpus 1 --save-dir {save_dir} {extra}".split()
-    )
+    argv += f" --num-epochs 1 --log-interval 1 --num-cpus 1 --save-dir {save_dir} {extra}"
+    return argv.split()
 
 
 def step_stats(notes, batch, skip):
@@ -152,18 +151,16 @@ def render(report):
     return "\n".join(lines + h.notes(__doc__, report, settings))
 
 
-def main(argv=None):
-    p = h.parser(__doc__, rounds=2, threads=False)
+def options(p):
     h.number(p, "--images", 96, "JPEGs in the training set")
     h.number(p, "--skip", 2, "warm-up steps left out")
     p.add_argument("--cases", type=h.names(CASES), default=list(CASES), help="subset of " + ",".join(CASES))
-    quick = {"cases": ["a2_resnet26@112"], "images": 48, "rounds": 1, "skip": 1}
-    args = h.parse(p, argv, "train", measure, render, quick)
-    if args is None:
-        return
+    return {"cases": ["a2_resnet26@112"], "images": 48, "rounds": 1, "skip": 1}
+
+
+def bench(run, args):
     from data import make_records
 
-    run = h.Run(__file__, args)
     with tempfile.TemporaryDirectory(prefix="a2gluon-train-bench-") as tmp:
         sets = {}
         for share in sorted({CASES[name][3] for name in args.cases}):
@@ -178,10 +175,8 @@ def main(argv=None):
             extra += " --pca-noise 0.1"
             if key[1] == "synthetic":
                 extra = f"--synthetic --synthetic-batches {count // batch}"
-            return {
-                "argv": train_argv(model, size, batch, 2, tempfile.mkdtemp(dir=tmp), extra),
-                "skip": args.skip,
-            }
+            argv = train_argv(model, size, batch, 2, tempfile.mkdtemp(dir=tmp), extra)
+            return {"argv": argv, "skip": args.skip}
 
         rounds = run.rounds([(name, v) for name in args.cases for v in VARIANTS], case_of, timeout=900)
     cases = []
@@ -191,8 +186,8 @@ def main(argv=None):
         for v in VARIANTS:
             case[v] = h.combine(rounds[(name, v)], ("images_per_s", "median_step_s", "mean_images_per_s"))
         cases.append(case)
-    run.write("train", {"cases": cases, "goal": data_goal()}, render)
+    return {"cases": cases, "goal": data_goal()}
 
 
 if __name__ == "__main__":
-    h.cli(main)
+    h.main(__file__, __doc__, options, bench, measure, render, rounds=2, threads=False)

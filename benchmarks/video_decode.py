@@ -131,11 +131,13 @@ def reader(library):
 
 def measure(case):
     """One worker's measurement: a decoder, the training pipeline or the training step."""
-    if case.get("kind") == "pipeline":
-        return measure_pipeline(case)
-    if case.get("kind") == "train":
-        return measure_train(case)
-    return measure_decoder(case)
+    kinds = {"pipeline": measure_pipeline, "train": measure_train}
+    return kinds.get(case.get("kind"), measure_decoder)(case)
+
+
+def rates(clips, wall, cpu):
+    """Clips per second and per CPU-second (None without CPU time)."""
+    return {"clips_per_s": clips / wall, "clips_per_cpu_s": h.ratio(clips, cpu)}
 
 
 def measure_decoder(case):
@@ -150,15 +152,10 @@ def measure_decoder(case):
         frames = read(case["path"], indices)
         exact += [read_index(f) for f in frames] == list(indices)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    eval_exact = sum([read_index(f) for f in read(case["path"], ix)] == list(ix) for ix in evals)
-    return {
-        "clips_per_s": len(train) / wall,
-        "clips_per_cpu_s": len(train) / cpu if cpu > 0 else None,
-        "exact": exact + eval_exact,
-        "requests": len(train) + len(evals),
-        "peak_mib": h.peak_rss_mib() - before,
-        "peak_rss_mib": h.peak_rss_mib(),
-    }
+    exact += sum([read_index(f) for f in read(case["path"], ix)] == list(ix) for ix in evals)
+    peak = h.peak_rss_mib()
+    result = dict(rates(len(train), wall, cpu), exact=exact, requests=len(train) + len(evals))
+    return dict(result, peak_mib=peak - before, peak_rss_mib=peak)
 
 
 def measure_pipeline(case):
@@ -166,15 +163,8 @@ def measure_pipeline(case):
     from a2gluon.data.video import VideoSource
 
     frames, step, size, short_side = SHAPES[case["shape"]]
-    source = VideoSource(
-        case["root"],
-        new_length=frames,
-        new_step=step,
-        input_size=size,
-        short_side=short_side,
-        num_data_workers=case["workers"],
-        seed=0,
-    )
+    clip = dict(new_length=frames, new_step=step, input_size=size, short_side=short_side)
+    source = VideoSource(case["root"], **clip, num_data_workers=case["workers"], seed=0)
     try:
         source.check(source.num_classes)  # probes the videos in the loading processes (they start)
         source.plan(case["batch"])
@@ -195,15 +185,9 @@ def measure_pipeline(case):
             source.pool._executor.shutdown(wait=True)
     finally:
         source.close()
-    clips = case["batches"] * case["batch"]
-    return {
-        "clips_per_s": clips / wall,
-        "clips_per_cpu_s": clips / cpu if cpu > 0 else None,
-        "processes": len(pids),
-        "skipped": len(source.skipped),
-        "load_average": os.getloadavg()[0],
-        "peak_rss_mib": h.peak_rss_mib(),
-    }
+    result = dict(rates(case["batches"] * case["batch"], wall, cpu), processes=len(pids))
+    result.update(skipped=len(source.skipped), load_average=os.getloadavg()[0])
+    return dict(result, peak_rss_mib=h.peak_rss_mib())
 
 
 def measure_train(case):
@@ -215,23 +199,15 @@ def measure_train(case):
     cpu = time.process_time()
     result = h.passes(step, 0, case["steps"])
     cpu = time.process_time() - cpu
-    clips = batch * case["steps"]
-    return dict(
-        result,
-        warmup_ms=warm,
-        clips_per_s=clips / (sum(result["timings_ms"]) / 1e3),
-        clips_per_cpu_s=clips / cpu if cpu > 0 else None,
-        load_average=os.getloadavg()[0],
-    )
+    timed = rates(batch * case["steps"], sum(result["timings_ms"]) / 1e3, cpu)
+    return dict(result, warmup_ms=warm, **timed, load_average=os.getloadavg()[0])
 
 
 def import_order():
     """Exit codes of `import decord; import mxnet` and the other way round."""
     out = {}
-    for name, code in (
-        ("decord_then_mxnet", "import decord, mxnet"),
-        ("mxnet_then_decord", "import mxnet, decord"),
-    ):
+    codes = {"decord_then_mxnet": "import decord, mxnet", "mxnet_then_decord": "import mxnet, decord"}
+    for name, code in codes.items():
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         out[name] = {"exit_code": proc.returncode, "stderr_tail": proc.stderr.strip().splitlines()[-1:]}
     return out
@@ -239,8 +215,7 @@ def import_order():
 
 def description(part):
     """The module docstring's description of the decoder comparison (0) or of the pipeline (1)."""
-    text = __doc__.split("\n\n", 1)[1].split("\nUsage:")[0].strip()
-    decoders, pipeline = text.split("\n\nThe training pipeline: ")
+    decoders, pipeline = h.description(__doc__).split("\n\nThe training pipeline: ")
     return decoders if part == 0 else "The training pipeline: " + pipeline
 
 
@@ -258,33 +233,18 @@ def render_decoders(report):
             cells.append(f"{res['exact']}/{res['requests']}" if "exact" in res else h.fmt(res, "exact"))
         cells += [h.fmt(report["cases"][f"{lib}/{name}"], "peak_mib", "{:.0f}") for lib in LIBRARIES]
         rows.append(cells)
-    header = [
-        "video",
-        "size",
-        "file KiB",
-        "PyAV clips/s",
-        "PyAV clips/CPU-s",
-        "decord clips/s",
-        "decord clips/CPU-s",
-        "PyAV exact",
-        "decord exact",
-        "PyAV peak MiB",
-        "decord peak MiB",
-    ]
+    header = "video|size|file KiB|PyAV clips/s|PyAV clips/CPU-s|decord clips/s|decord clips/CPU-s|PyAV exact"
+    header += "|decord exact|PyAV peak MiB|decord peak MiB"
     code = report["import_order"]["decord_then_mxnet"]["exit_code"]
     order = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-    settings = (
-        f"{s['clips']} training clips per process and {max(1, s['clips'] // 4)} evaluation index sets of "
-        f"{EVAL_CLIPS}×{NEW_LENGTH} frames, {s['rounds']} processes per cell; `import decord, mxnet` "
-        f"{order}."
-    )
+    sets = max(1, s["clips"] // 4)
+    settings = f"{s['clips']} training clips per process and {sets} evaluation index sets of {EVAL_CLIPS}×"
+    settings += f"{NEW_LENGTH} frames, {s['rounds']} processes per cell; `import decord, mxnet` {order}."
     carried = report.get("carried", {}).get("decoders")
     if carried:
         before, after = carried["load_average_before"][0], carried["load_average_after"][0]
-        settings += (
-            f" Kept from the run of {carried['date']} (1-minute load average {before:.2f} before, "
-            f"{after:.2f} after it)."
-        )
+        settings += f" Kept from the run of {carried['date']} (1-minute load average {before:.2f} before, "
+        settings += f"{after:.2f} after it)."
     return h.table(header, rows, "llrrrrrrrrr") + ["", description(0), f"- {settings}"]
 
 
@@ -317,40 +277,16 @@ def render_pipeline(report):
                 loads += res.get("round_load_average", [])
                 p_cpu = res.get("clips_per_cpu_s")
                 share = f"{(1 / p_cpu) / (1 / p_cpu + 1 / t_cpu):.1%}" if p_cpu and t_cpu else "n/a"
-                rows.append(
-                    [
-                        clip,
-                        FORMAT_NAMES[fmt],
-                        workers,
-                        spread(res, "clips_per_s"),
-                        spread(res, "clips_per_cpu_s"),
-                        h.times(h.ratio(res.get("clips_per_s"), t_wall), 1),
-                        h.times(h.ratio(p_cpu, t_cpu), 1),
-                        share,
-                    ]
-                )
+                speeds = [spread(res, "clips_per_s"), spread(res, "clips_per_cpu_s")]
+                times = [
+                    h.times(h.ratio(res.get("clips_per_s"), t_wall), 1),
+                    h.times(h.ratio(p_cpu, t_cpu), 1),
+                ]
+                rows.append([clip, FORMAT_NAMES[fmt], workers, *speeds, *times, share])
         step_cells = [f"*{spread(train, key)}*" for key in ("clips_per_s", "clips_per_cpu_s")]
-        rows.append(
-            [
-                clip,
-                f"*{TRAIN_MODEL} training step, batch {s['batch']}*",
-                f"*{s['threads']} threads*",
-                *step_cells,
-                "1×",
-                "1×",
-                "",
-            ]
-        )
-    header = [
-        "clip",
-        "videos",
-        "loading workers",
-        "clips/s",
-        "clips/CPU-s",
-        "× step",
-        "× step per core",
-        "loading's CPU share",
-    ]
+        step_label = f"*{TRAIN_MODEL} training step, batch {s['batch']}*"
+        rows.append([clip, step_label, f"*{s['threads']} threads*", *step_cells, "1×", "1×", ""])
+    header = "clip|videos|loading workers|clips/s|clips/CPU-s|× step|× step per core|loading's CPU share"
     video = part["videos"]
     settings = (
         f"{video['count']} videos of {video['size']} per format ({', '.join(video['kib'])} KiB in all); "
@@ -360,16 +296,8 @@ def render_pipeline(report):
     )
     if loads:
         settings += f" 1-minute load average during the processes: {min(loads):.1f}–{max(loads):.1f}."
-    table = h.table(header, rows, "lllrrrrr")
-    return [
-        "",
-        "### The training pipeline against a training step",
-        "",
-        *table,
-        "",
-        description(1),
-        f"- {settings}",
-    ]
+    title = "### The training pipeline against a training step"
+    return ["", title, "", *h.table(header, rows, "lllrrrrr"), "", description(1), f"- {settings}"]
 
 
 def render(report):
@@ -383,22 +311,13 @@ def render(report):
 
 
 def write_videos(folder, fmt, size):
-    """A motion set of `size` (width, height, frames) videos, all in format `fmt`; its class-folder root
-    and a description."""
+    """A motion set of `size` (width, height, frames) videos, all in format `fmt`: its class-folder
+    root, its number of videos and their bytes."""
     from a2gluon.data.motion import write_motion_set
 
     width, height, frames = size
-    made = write_motion_set(
-        os.path.join(folder, fmt),
-        train_photos=2,
-        val_photos=0,
-        frames=frames,
-        width=width,
-        height=height,
-        fps=30,
-        formats=(FORMATS[fmt],),
-        force=True,
-    )
+    videos = dict(frames=frames, width=width, height=height, fps=30, formats=(FORMATS[fmt],))
+    made = write_motion_set(os.path.join(folder, fmt), train_photos=2, val_photos=0, force=True, **videos)
     size_bytes = sum(f.stat().st_size for f in Path(made["train"]).rglob("*") if f.is_file())
     return made["train"], made["train_videos"], size_bytes
 
@@ -413,23 +332,18 @@ def run_decoders(run, args, tmp):
         path = os.path.join(tmp, name + suffix)
         h.say(f"writing {path}")
         write_video(path, index_frames(width, height, count), fps=30)
-        files[name] = {
-            "path": path,
-            "num_frames": count,
-            "size": f"{width}×{height}×{count}",
-            "bytes": os.path.getsize(path),
-        }
+        size = f"{width}×{height}×{count}"
+        files[name] = {"path": path, "num_frames": count, "size": size, "bytes": os.path.getsize(path)}
     keys = [(lib, name) for name in args.files for lib in LIBRARIES]
 
     def case_of(key):
         library, name = key
         return dict(files[name], library=library, clips=args.clips)
 
-    rounds = run.rounds(keys, case_of, timeout=600, OMP_NUM_THREADS=1)
-    per = ("clips_per_s", "clips_per_cpu_s")
+    rounds = run.rounds(keys, case_of, timeout=600, threads=1)
     cases = {}
     for key, results in rounds.items():
-        res = h.combine(results, per_process=per)
+        res = h.combine(results, per_process=("clips_per_s", "clips_per_cpu_s"))
         done = [r for r in results if "error" not in r]
         if done:
             res.update(exact=sum(r["exact"] for r in done), requests=sum(r["requests"] for r in done))
@@ -445,51 +359,27 @@ def run_pipeline(run, args, tmp):
         h.say(f"writing the {fmt} motion set ({'×'.join(map(str, args.video_size))})")
         roots[fmt], count, size_bytes = write_videos(tmp, fmt, args.video_size)
         kib.append(f"{fmt} {size_bytes / 1024:.0f}")
-    common = {"batch": args.batch}
     keys = [("train", shape) for shape in args.shapes]
     keys += [(shape, fmt, w) for shape in args.shapes for fmt in args.formats for w in args.data_workers]
 
     def case_of(key):
         if key[0] == "train":
-            return dict(common, kind="train", shape=key[1], warmup=args.train_warmup, steps=args.train_steps)
+            steps = dict(warmup=args.train_warmup, steps=args.train_steps)
+            return dict(batch=args.batch, kind="train", shape=key[1], **steps)
         shape, fmt, workers = key
-        return dict(
-            common,
-            kind="pipeline",
-            shape=shape,
-            root=roots[fmt],
-            workers=workers,
-            skip=args.skip,
-            batches=args.batches,
-        )
+        loading = dict(root=roots[fmt], workers=workers, skip=args.skip, batches=args.batches)
+        return dict(batch=args.batch, kind="pipeline", shape=shape, **loading)
 
-    out = {key: [] for key in keys}
-    for index in range(args.rounds):  # every other round in reverse order (A B B A)
-        for key in keys if index % 2 == 0 else keys[::-1]:
-            threads = args.threads if key[0] == "train" else 1
-            label = " / ".join(map(str, key)) + f", round {index + 1}"
-            out[key].append(run.worker(case_of(key), label, timeout=900, OMP_NUM_THREADS=threads))
+    out = run.rounds(keys, case_of, timeout=900, threads=lambda key: args.threads if key[0] == "train" else 1)
     per = ("clips_per_s", "clips_per_cpu_s", "load_average")
-    cases = {
-        "/".join(map(str, key)): h.combine(out[key], per_process=per) for key in keys if key[0] != "train"
-    }
-    train = {key[1]: h.combine(out[key], per_process=per) for key in keys if key[0] == "train"}
+    cases = {"/".join(map(str, key)): h.combine(out[key], per) for key in keys if key[0] != "train"}
+    train = {key[1]: h.combine(out[key], per) for key in keys if key[0] == "train"}
     width, height, frames = args.video_size
-    settings = {
-        k: getattr(args, k)
-        for k in ("batch", "skip", "batches", "rounds", "train_steps", "train_warmup", "threads")
-    }
+    names = ("batch", "skip", "batches", "rounds", "train_steps", "train_warmup", "threads")
+    settings = {k: getattr(args, k) for k in names}
     videos = {"count": count, "size": f"{width}×{height}×{frames}", "kib": kib}
-    part = {
-        "settings": settings,
-        "videos": videos,
-        "shapes": args.shapes,
-        "formats": args.formats,
-        "workers": args.data_workers,
-        "cases": cases,
-        "train": train,
-    }
-    return {"pipeline": part}
+    part = {"settings": settings, "videos": videos, "shapes": args.shapes, "formats": args.formats}
+    return {"pipeline": dict(part, workers=args.data_workers, cases=cases, train=train)}
 
 
 def carried(args, parts):
@@ -499,15 +389,11 @@ def carried(args, parts):
         return {}
     old = json.loads(path.read_text(encoding="utf-8"))
     out, note = {}, {}
-    keep = {k: old[k] for k in ("date", "environment", "settings")}
-    since = {
-        "date": old["date"],
-        "load_average_before": old["environment"]["load_average_before"],
-        "load_average_after": old["environment"]["load_average_after"],
-    }
+    loads = {k: old["environment"][k] for k in ("load_average_before", "load_average_after")}
+    since = dict(date=old["date"], **loads)
     if "decoders" not in parts and "cases" in old:
         out.update({k: old[k] for k in DECODER_KEYS})
-        out["decoder_settings"] = old.get("decoder_settings") or keep["settings"]
+        out["decoder_settings"] = old.get("decoder_settings") or old["settings"]
         note["decoders"] = old.get("carried", {}).get("decoders") or since
     if "pipeline" not in parts and "pipeline" in old:
         out["pipeline"] = old["pipeline"]
@@ -525,59 +411,37 @@ def size_3(text):
     return tuple(int(v) for v in values)
 
 
-def main(argv=None):
-    p = h.parser(__doc__, rounds=3)
-    p.add_argument(
-        "--parts",
-        type=h.names(PARTS),
-        default=list(PARTS),
-        help="what to measure (default both; a part left out is kept from --out's JSON)",
-    )
-    p.add_argument(
-        "--clips", type=h.at_least(1), default=40, help="decoders: training clips per process (default 40)"
-    )
-    p.add_argument(
-        "--files", type=h.names(FILES), default=list(FILES), help="decoders: subset of " + ",".join(FILES)
-    )
+def options(p):
+    kept = "what to measure (default both; a part left out is kept from --out's JSON)"
+    p.add_argument("--parts", type=h.names(PARTS), default=list(PARTS), help=kept)
+    h.number(p, "--clips", 40, "decoders: training clips per process")
+    files = "decoders: subset of " + ",".join(FILES)
+    p.add_argument("--files", type=h.names(FILES), default=list(FILES), help=files)
     p.add_argument("--shapes", type=h.names(SHAPES), default=list(SHAPES), help="pipeline: clip shapes")
     p.add_argument("--formats", type=h.names(FORMATS), default=list(FORMATS), help="pipeline: video formats")
-    p.add_argument(
-        "--data-workers", type=h.integers, default=[1, 2], help="pipeline: loading processes (default 1,2)"
-    )
-    p.add_argument(
-        "--video-size", type=size_3, default=(320, 240, 300), help="pipeline: WxHxFRAMES of the videos"
-    )
+    workers = "pipeline: loading processes (default 1,2)"
+    p.add_argument("--data-workers", type=h.integers, default=[1, 2], help=workers)
+    size = "pipeline: WxHxFRAMES of the videos"
+    p.add_argument("--video-size", type=size_3, default=(320, 240, 300), help=size)
     h.number(p, "--batch", 4, "pipeline and training: clips per batch")
     h.number(p, "--skip", 2, "pipeline: untimed batches per process", least=0)
     h.number(p, "--batches", 12, "pipeline: timed batches per process")
     h.number(p, "--train-steps", 2, "training: timed steps per process")
     h.number(p, "--train-warmup", 1, "training: untimed steps per process", least=0)
-    quick = {
-        "rounds": 1,
-        "clips": 4,
-        "files": ["motion-avi"],
-        "shapes": ["small"],
-        "formats": ["avi"],
-        "data_workers": [1],
-        "video_size": (160, 120, 64),
-        "batch": 2,
-        "skip": 1,
-        "batches": 3,
-        "train_steps": 1,
-    }
-    args = h.parse(p, argv, "video_decode", measure, render, quick)
-    if args is None:
-        return 0
-    run = h.Run(__file__, args, threads=1)
+    decoders = {"rounds": 1, "clips": 4, "files": ["motion-avi"]}
+    pipeline = {"shapes": ["small"], "formats": ["avi"], "data_workers": [1], "video_size": (160, 120, 64)}
+    return dict(decoders, **pipeline, batch=2, skip=1, batches=3, train_steps=1)
+
+
+def bench(run, args):
     report = carried(args, args.parts)
     with tempfile.TemporaryDirectory(prefix="a2gluon-video-bench-") as tmp:
         if "decoders" in args.parts:
             report.update(run_decoders(run, args, tmp))
         if "pipeline" in args.parts:
             report.update(run_pipeline(run, args, tmp))
-    run.write("video_decode", report, render)
-    return 0
+    return report
 
 
 if __name__ == "__main__":
-    h.cli(main)
+    h.main(__file__, __doc__, options, bench, measure, render, rounds=3, worker_threads=1)

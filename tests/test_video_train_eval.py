@@ -21,8 +21,8 @@ EVAL_VIDEO = str(Path(ROOT, "eval_video.py"))
 A2GLUON = [sys.executable, "-m", "a2gluon"]
 VIDEO_CONFIGS = sorted(Path(ROOT, "configs").glob("*_3d_*.yaml"))
 # The set: 4 training photographs x 64 videos x 5 classes (1,280 videos, each its own view of its
-# photograph: many scenes, each seen about 5 times), 3 held-out photographs x 8 videos x 5 classes.
-TRAIN_VIDEOS_PER_PHOTO, VAL_VIDEOS_PER_PHOTO = 64, 8
+# photograph: many scenes, each seen about 5 times), 3 held-out photographs x 16 videos x 5 classes.
+TRAIN_VIDEOS_PER_PHOTO, VAL_VIDEOS_PER_PHOTO = 64, 16
 VAL_VIDEOS = 3 * VAL_VIDEOS_PER_PHOTO * 5
 BATCH = 8
 STEPS_PER_EPOCH = 4 * TRAIN_VIDEOS_PER_PHOTO * 5 // BATCH
@@ -115,10 +115,10 @@ def test_a2_resnet26_3d_learns_the_motion_of_unseen_photographs(trained, scored)
     )
     # 5 classes: chance is 0.2; held-out videos of photographs training never saw
     assert result["video_top1"] >= 0.5, result
-    # five clips are not worse than the centre one; up to 2 of the 120 videos of slack: the centre clip
-    # sees the mid-size windows, the others include the ends of zooms (measured: video - clip top-1
-    # +0.03 to +0.08 in 5 of 6 runs, -1/120 in one)
-    assert result["video_top1"] >= result["clip_top1"] - 2 / VAL_VIDEOS, result
+    # five clips are not worse than the centre one (measured, seeds 0-2 of this recipe: video - clip
+    # top-1 +0.054 to +0.059 for a2_resnet26_3d, +0.075 to +0.104 for resnet26_3d; training is
+    # bit-reproducible on one machine, other CPUs give other runs)
+    assert result["video_top1"] >= result["clip_top1"], result
     assert "videos/s" in out.stdout and "video top-1" in out.stdout
     # the training run: metrics, curves and the clip recorded for evaluation
     save, _ = trained

@@ -17,7 +17,7 @@ from a2gluon.cli import eval_video, predict, train_video
 from a2gluon.data import DataError
 from a2gluon.data.motion import write_motion_set
 from a2gluon.data.video import VideoSet, VideoSource, WorkerPool, check_clip_length
-from a2gluon.deploy.predict import time_stride
+from a2gluon.deploy.export import time_stride
 from a2gluon.models import get_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

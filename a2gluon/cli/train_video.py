@@ -110,10 +110,9 @@ def clip_shape(args):
 
 def check_clip_shape(parser, args):
     """parser.error when the network cannot take clips of --new-length x --input-size
-    (deploy.predict.check_clip_input: too few frames for its temporal strides, too few pixels for
+    (deploy.export.check_input_shape: too few frames for its temporal strides, too few pixels for
     its 32x spatial downsampling)."""
-    from ..deploy.export import ExportError
-    from ..deploy.predict import check_clip_input
+    from ..deploy.export import ExportError, check_input_shape
     from ..models import get_model, model_options
 
     options = model_options(args.attention, args.blocks, args.reduction, args.last_gamma)
@@ -122,7 +121,7 @@ def check_clip_shape(parser, args):
     except (ValueError, TypeError) as err:
         parser.error(f"cannot build --model {args.model}: {err}")
     try:
-        check_clip_input(net, clip_shape(args), args.model)
+        check_input_shape(net, clip_shape(args), args.model)
     except ExportError as err:
         parser.error(str(err))
 

@@ -52,20 +52,48 @@ def model_input_shape(model, input_size=None, frames=None):
 MAX_INPUT_BYTES = 2**30
 
 
+def _symbol(net):
+    with warnings.catch_warnings():  # a SymbolBlock warns that it cannot type a bare variable
+        warnings.simplefilter("ignore")
+        return net(mx.sym.var("data"))
+
+
+def time_stride(net):
+    """How many times video network `net` (a Gluon block, or an export's SymbolBlock) shortens
+    the time axis before its global pooling, read off the shapes in its graph; None when they
+    cannot be read."""
+    return _time_stride(_symbol(net))
+
+
+def _time_stride(sym):
+    probe = 64  # frames and pixels: enough for every stride, nothing is computed
+    internals = sym.get_internals()
+    try:
+        _, shapes, _ = internals.infer_shape(data=(1, 3, probe, probe, probe))
+    except mx.base.MXNetError:
+        return None
+    frames = [
+        shape[2]
+        for name, shape in zip(internals.list_outputs(), shapes)
+        if name.endswith("_output") and len(shape) == 5 and shape[-1] > 1  # not weights, not pooled
+    ]
+    return probe // min(frames) if frames else None
+
+
 def check_input_shape(net, input_shape, model=None):
     """Raise ExportError when the network cannot run on a batch of `input_shape` (an image too
-    small for its downsampling, a wrong number of axes, one example of more than MAX_INPUT_BYTES)."""
+    small for its downsampling, a wrong number of axes, one example of more than MAX_INPUT_BYTES)
+    or, for a clip (C x T x H x W), when T is less than the network downsamples time by (its
+    temporal strides would read padding only)."""
     size = 4 * int(np.prod(input_shape, dtype=np.int64))
     if size > MAX_INPUT_BYTES:
         raise ExportError(
             f"an input of {'x'.join(map(str, input_shape))} takes {size / 2**30:.1f} GiB per example "
             f"(more than {MAX_INPUT_BYTES // 2**30} GiB); give the --input-size / --frames it is used at"
         )
+    sym = _symbol(net)
     out_shapes = None
     if min(input_shape[-2:]) >= MIN_INPUT_SIZE:
-        with warnings.catch_warnings():  # a SymbolBlock warns that it cannot type a bare variable
-            warnings.simplefilter("ignore")
-            sym = net(mx.sym.var("data"))
         try:
             _, out_shapes, _ = sym.infer_shape(data=(1,) + tuple(input_shape))
         except mx.base.MXNetError:
@@ -76,6 +104,14 @@ def check_input_shape(net, input_shape, model=None):
         raise ExportError(
             f"{model or 'the model'} cannot run on input {shape}: too small for its 32x "
             f"downsampling or the wrong layout; use --input-size {MIN_INPUT_SIZE} or more{paper}"
+        )
+    stride = _time_stride(sym) if len(input_shape) == 4 else None
+    if stride and input_shape[1] < stride:
+        paper = f" (the paper's clip is {default_input_shape(model)[1]} frames)" if model else ""
+        raise ExportError(
+            f"{model or 'the model'} downsamples time by {stride}: a clip of {input_shape[1]} frame(s) is "
+            f"shorter than that, its temporal strides would read padding; give --new-length {stride} or "
+            f"more (export: --frames){paper}"
         )
 
 
@@ -235,12 +271,7 @@ def export_model(
         check_class_names(classes, loaded.num_classes, "the class list")
     except ModelLoadError as err:
         raise ExportError(str(err)) from None
-    if len(input_shape) == 4:  # a clip: also its frames against the network's temporal stride
-        from .predict import check_clip_input
-
-        check_clip_input(net, input_shape, loaded.model)
-    else:
-        check_input_shape(net, input_shape, loaded.model)
+    check_input_shape(net, input_shape, loaded.model)
     if int8 is not None:
         _check_int8(loaded, input_shape, int8)
     if onnx:  # fail before writing anything when the onnx package is missing

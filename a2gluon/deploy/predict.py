@@ -3,7 +3,6 @@ inference graph (oneDNN-fused fp32 on a CPU, or an exported fused / INT8 graph a
 softmax, top-k class names with probabilities."""
 
 import sys
-import warnings
 
 import mxnet as mx
 import numpy as np
@@ -55,47 +54,12 @@ def video_protocol(loaded, **given):
             f"--short-side {out['short_side']} is smaller than --input-size {out['input_size']}"
         )
     try:
-        check_clip_input(
+        check_input_shape(
             loaded.net, (3, out["new_length"], out["input_size"], out["input_size"]), loaded.model
         )
     except ExportError as err:
         raise ModelLoadError(str(err)) from None
     return out
-
-
-def time_stride(net):
-    """How many times video network `net` (a Gluon block, or an export's SymbolBlock) shortens
-    the time axis before its global pooling, read off the shapes in its graph; None when they
-    cannot be read."""
-    probe = 64  # frames and pixels: enough for every stride, nothing is computed
-    with warnings.catch_warnings():  # a SymbolBlock warns that it cannot type a bare variable
-        warnings.simplefilter("ignore")
-        internals = net(mx.sym.var("data")).get_internals()
-    try:
-        _, shapes, _ = internals.infer_shape(data=(1, 3, probe, probe, probe))
-    except mx.base.MXNetError:
-        return None
-    frames = [
-        shape[2]
-        for name, shape in zip(internals.list_outputs(), shapes)
-        if name.endswith("_output") and len(shape) == 5 and shape[-1] > 1  # not weights, not pooled
-    ]
-    return probe // min(frames) if frames else None
-
-
-def check_clip_input(net, clip_shape, model=None):
-    """Raise ExportError when video network `net` cannot take clips of `clip_shape` (3 x T x S x
-    S): too few pixels for its spatial downsampling (check_input_shape), or fewer frames than it
-    downsamples time by (its temporal strides would read padding only)."""
-    check_input_shape(net, clip_shape, model)
-    stride = time_stride(net)
-    if stride and clip_shape[1] < stride:
-        paper = f" (the paper's clip is {model_spec(model).input_shape[1]} frames)" if model else ""
-        raise ExportError(
-            f"{model or 'the model'} downsamples time by {stride}: a clip of {clip_shape[1]} frame(s) is "
-            f"shorter than that, its temporal strides would read padding; give --new-length {stride} or "
-            f"more (export: --frames){paper}"
-        )
 
 
 def predict_videos(loaded, paths, topk=5, ctx=None, fused=True, batch_size=8, **given):

@@ -31,7 +31,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ..data import DataError
-from ..data.pack import stop_on_signals
+from ..data.pack import redeliver, stop_on_signals, would_be_ignored
 from ..errors import error_line
 from ..models import get_model
 from . import checkpoint
@@ -106,9 +106,12 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame):
-        if self.signal is not None:  # a second signal: stop now
+        if self.signal is None:
+            self.signal = signum
+        elif would_be_ignored(frame):  # a second signal inside a __del__: stop when it returns
+            redeliver(signum)
+        else:  # a second signal: stop now
             raise KeyboardInterrupt
-        self.signal = signum
 
     @property
     def name(self):

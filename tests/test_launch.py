@@ -265,21 +265,39 @@ def _start_stop_job(tmp_path, options, checkpoint_seconds):
     script.write_text(STOP_JOB)
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "a2gluon", "launch", "-n", "2", "-s", "1", "--timeout", "120", *options]
+    proc = _start_launcher(
+        ["-n", "2", "-s", "1", "--timeout", "120", *options]
         + ["--", sys.executable, str(script), str(out), str(checkpoint_seconds)],
-        cwd=ROOT,
-        env=_env(),
-        stderr=subprocess.PIPE,
-        text=True,
+        tmp_path,
+        _env(),
     )
     deadline = time.monotonic() + 60
     while not all((out / f"worker-{rank}.ready").exists() for rank in (0, 1)):
         if proc.poll() is not None or time.monotonic() > deadline:
             _end(proc, tmp_path)
-            pytest.fail(f"the job did not start: {proc.stderr.read()[-3000:]}")
+            pytest.fail(f"the job did not start: {_stderr(proc)[-3000:]}")
         time.sleep(0.1)
     return proc, out
+
+
+def _start_launcher(argv, tmp_path, env):
+    """`a2gluon launch ARGV` with its stderr in a file (a pipe nobody reads could fill and block
+    it) and faulthandler on, so that a launcher that hangs can show where (_signal_and_wait)."""
+    err = open(tmp_path / "launcher.err", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "faulthandler", "-m", "a2gluon", "launch", *argv],
+        cwd=ROOT,
+        env=env,
+        stderr=err,
+        text=True,
+    )
+    proc.err_file = err
+    return proc
+
+
+def _stderr(proc):
+    proc.err_file.seek(0)
+    return proc.err_file.read()
 
 
 def _end(proc, tmp_path):
@@ -303,12 +321,19 @@ def _signal_and_wait(proc, tmp_path, *signals, between=1.0):
                 time.sleep(between)
             proc.send_signal(signum)
         start = time.monotonic()
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            proc.wait(timeout=10)
+            pytest.fail(
+                f"the launcher still ran 60 s after the last signal; its stderr: {_stderr(proc)[-6000:]}"
+            )
         seconds = time.monotonic() - start
         left = _left_running(str(tmp_path))
     finally:
-        _end(proc, tmp_path)  # also closes the job's end of the stderr pipe
-    return proc.stderr.read(), seconds, left
+        _end(proc, tmp_path)
+    return _stderr(proc), seconds, left
 
 
 def _launcher_lines(err):
@@ -468,14 +493,11 @@ def test_ssh_launcher_stop_signal_ends_the_local_part_at_once(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     sleeper = 'import os, sys, time; open(os.path.join(sys.argv[1], str(os.getpid())), "w"); time.sleep(120)'
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "a2gluon", "launch", "-n", "1", "-s", "1", "--launcher", "ssh"]
-        + ["-H", str(hostfile), "--host-ip", "127.0.0.1", "--timeout", "60"]
-        + ["--", sys.executable, "-c", sleeper, str(out)],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = _start_launcher(
+        ["-n", "1", "-s", "1", "--launcher", "ssh", "-H", str(hostfile), "--host-ip", "127.0.0.1"]
+        + ["--timeout", "60", "--", sys.executable, "-c", sleeper, str(out)],
+        tmp_path,
+        env,
     )
     deadline = time.monotonic() + 30
     while len(os.listdir(out)) < 3 and proc.poll() is None and time.monotonic() < deadline:

@@ -361,3 +361,29 @@ def test_export_of_a_clip_the_network_cannot_take(data, tmp_path, capsys):
     )
     exits(capsys, export.main, base + ["--frames", "100000", "--out", str(tmp_path / "b")], "GiB per example")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_signal_while_a_worker_starts_lets_it_start_and_ends_it(monkeypatch):
+    """SIGINT just after a worker process was started, before the executor had recorded it: the
+    pool's shutdown did not wait for it, and the forkserver printed a traceback (stress run)."""
+    import multiprocessing.process
+
+    from a2gluon.data.pack import Terminated, stop_on_signals
+
+    started, real_start = [], multiprocessing.process.BaseProcess.start
+
+    def start_then_signal(process):
+        real_start(process)
+        started.append(process)
+        os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the executor records it
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", start_then_signal)
+    pool = WorkerPool(1)
+    with pytest.raises(Terminated):
+        with stop_on_signals():
+            try:
+                list(pool.map([("call", "x", None, (abs, (-1,)))]))
+            finally:
+                pool.close()
+    assert started
+    assert not any(p.is_alive() for p in started), "the pool was closed without waiting for a worker"

@@ -132,9 +132,6 @@ def pack_videos(
                 from tqdm import tqdm
 
                 bar = tqdm(total=len(tasks), unit="video", desc=f"packing {out.name}", dynamic_ncols=True)
-            if pool.num_workers:
-                with _signals_held():  # a half-started pool would leave processes behind
-                    pool._start()
             results = pool.map(t for t in tasks if t is not None)
             for index, task in enumerate(tasks):
                 path, label = video_set.items[index]

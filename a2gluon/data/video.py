@@ -563,9 +563,16 @@ def _run_task(task):
 
 def _submit(executor, task):
     """``executor.submit(_run_task, task)``, or a future holding BrokenProcessPool when a worker
-    has died since the last result (the task then runs again as those in flight do)."""
+    has died since the last result (the task then runs again as those in flight do).
+
+    A submit may start a worker; a SIGTERM or Ctrl-C then waits for it to be up, since a worker
+    cut off half-way fails in the forkserver with a traceback on the terminal.
+    """
+    from .pack import _signals_held
+
     try:
-        return executor.submit(_run_task, task)
+        with _signals_held():
+            return executor.submit(_run_task, task)
     except concurrent.futures.process.BrokenProcessPool as err:
         future = concurrent.futures.Future()
         future.set_exception(err)
@@ -617,7 +624,7 @@ class WorkerPool:
         self.close()
         executor = self._start(workers=1)
         try:
-            result = self._wait(task, executor.submit(_run_task, task))
+            result = self._wait(task, _submit(executor, task))
         except concurrent.futures.process.BrokenProcessPool:
             result = (
                 "error",

@@ -3,7 +3,7 @@
 
 import sys
 
-from a2gluon.cli.evaluate import main
+from a2gluon.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(prog="eval_imagenet.py"))
+    sys.exit(run("eval", prog="eval_imagenet.py"))

@@ -3,7 +3,7 @@
 
 import sys
 
-from a2gluon.cli.eval_video import main
+from a2gluon.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(prog="eval_video.py"))
+    sys.exit(run("eval-video", prog="eval_video.py"))

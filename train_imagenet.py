@@ -3,7 +3,7 @@
 
 import sys
 
-from a2gluon.cli.train import main
+from a2gluon.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(prog="train_imagenet.py"))
+    sys.exit(run("train", prog="train_imagenet.py"))

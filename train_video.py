@@ -3,7 +3,7 @@
 
 import sys
 
-from a2gluon.cli.train_video import main
+from a2gluon.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(prog="train_video.py"))
+    sys.exit(run("train-video", prog="train_video.py"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import TEST_ENV, TINY, TRAIN_SCRIPT
+from conftest import ROOT, TEST_ENV, TINY, TRAIN_SCRIPT
 
 from a2gluon.engine import checkpoint
 
@@ -626,3 +626,39 @@ def test_a_second_signal_during_a_del_still_stops_training_at_once():
                 time.sleep(0.01)
     assert len(went_on) < 50
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("entry", [["-m", "a2gluon", "eval"], ["eval_imagenet.py"]])
+def test_a_signal_while_a_command_starts_is_one_line(tmp_path, signum, entry):
+    """SIGTERM while MXNet was imported (the first seconds) killed the command without a word,
+    Ctrl-C printed an import traceback."""
+    # The command waits in its imports (a module first in sys.path) until the signal has come.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import builtins, os, time\n"
+        "real = builtins.__import__\n"
+        "def slow(name, *args, **kwargs):\n"
+        "    if name == 'mxnet' and not os.path.exists(os.environ['READY']):\n"
+        "        open(os.environ['READY'], 'w').close()\n"
+        "        time.sleep(30)\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = slow\n"
+    )
+    ready = tmp_path / "ready"
+    env = dict(TEST_ENV, PYTHONPATH=f"{tmp_path}:{ROOT}", READY=str(ready))
+    proc = subprocess.Popen(
+        [sys.executable, *entry, "--help"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    prog = "a2gluon eval" if entry[0] == "-m" else "eval_imagenet.py"
+    assert proc.returncode == 128 + signum, err
+    assert err.strip() == f"{prog}: stopped by {signal.Signals(signum).name} while starting; nothing done"

@@ -574,7 +574,7 @@ def test_a_signal_that_comes_while_python_ignores_exceptions_still_stops_the_job
     a moment after the ``__del__`` returns, or when the block ends if that comes first."""
     import weakref
 
-    from a2gluon.data.pack import Terminated, stop_on_signals
+    from a2gluon.signals import Terminated, stop_on_signals
 
     class Freed:
         def __del__(self):

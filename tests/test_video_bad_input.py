@@ -368,7 +368,7 @@ def test_a_signal_while_a_worker_starts_lets_it_start_and_ends_it(monkeypatch):
     pool's shutdown did not wait for it, and the forkserver printed a traceback (stress run)."""
     import multiprocessing.process
 
-    from a2gluon.data.pack import Terminated, stop_on_signals
+    from a2gluon.signals import Terminated, stop_on_signals
 
     started, real_start = [], multiprocessing.process.BaseProcess.start
 

@@ -6,9 +6,9 @@ Every command module has ``main(argv=None, prog=...)`` returning an exit code: 0
 """
 
 import importlib
-import signal
 import sys
-import threading
+
+from ..signals import Terminated, stop_on_signals
 
 # name -> (module in a2gluon.cli, one line for `a2gluon --help`)
 COMMANDS = {
@@ -63,14 +63,6 @@ def main(argv=None):
     return run(name, rest, prog=f"a2gluon {name}")
 
 
-class _Starting(KeyboardInterrupt):
-    """SIGTERM or SIGINT while a command's modules are imported (see :func:`run`)."""
-
-
-def _stop_starting(signum, frame):
-    raise _Starting(signum)
-
-
 def run(name, argv=None, prog=None):
     """Run command `name` (a key of COMMANDS) on `argv`: what ``a2gluon NAME`` and the scripts
     at the top (``train_imagenet.py`` ...) do.
@@ -80,18 +72,10 @@ def run(name, argv=None, prog=None):
     handlers are the defaults again when the command starts, which installs its own.
     """
     prog = prog or f"a2gluon {name}"
-    installed = {}
-    for sig, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(sig) is default:
-            installed[sig] = signal.signal(sig, _stop_starting)
     try:
-        module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
-    except _Starting as stop:
-        signum = stop.args[0]
-        name = signal.Signals(signum).name
-        print(f"{prog}: stopped by {name} while starting; nothing done", file=sys.stderr)
-        return 128 + signum
-    finally:
-        for sig, previous in installed.items():
-            signal.signal(sig, previous)
+        with stop_on_signals():
+            module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+    except Terminated as stop:
+        print(f"{prog}: stopped by {stop} while starting; nothing done", file=sys.stderr)
+        return 128 + stop.signum
     return module.main(argv, prog=prog)

@@ -14,9 +14,9 @@ import signal
 import sys
 
 from ..data.layout import DataError
-from ..data.pack import Terminated
 from ..data.pipeline import check_records
 from ..data.verify import MAX_SHOWN, clean_outputs, known_bad_records, verify_records, write_clean_records
+from ..signals import Terminated
 
 PROG = "a2gluon check-records"
 SHOWN_LABELS = 20  # per-label counts are listed up to this many labels, else min / max

@@ -155,8 +155,8 @@ def write_per_class(path, clip, video, classes):
 
 
 def run(args):
-    from ..data.pack import Terminated, stop_on_signals
     from ..data.video import WorkerPool
+    from ..signals import Terminated, stop_on_signals
 
     pool = WorkerPool(args.num_data_workers)
     try:

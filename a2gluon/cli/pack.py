@@ -6,7 +6,8 @@ import sys
 import time
 
 from ..data.layout import DataError
-from ..data.pack import Terminated, pack
+from ..data.pack import pack
+from ..signals import Terminated
 
 PROG = "a2gluon pack"
 

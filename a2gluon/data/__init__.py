@@ -2,9 +2,10 @@
 pipelines over them, record checks (headers, and a deep check that decodes every image),
 synthetic batches and the bundled digits demo dataset."""
 
+from ..signals import Terminated
 from .digits import make_digits_imagenet
 from .layout import DataError, read_classes, scan_image_folder
-from .pack import Terminated, pack
+from .pack import pack
 from .pipeline import (
     MEAN_RGB,
     STD_RGB,

@@ -31,9 +31,10 @@ import os
 import shutil
 from pathlib import Path
 
+from ..signals import Terminated, signals_held, stop_on_signals
 from . import video_decode
 from .layout import DataError, printable_name
-from .pack import Terminated, _pid_alive, _signals_held, stop_on_signals
+from .pack import _pid_alive
 from .video import CLASSES_FILE, WorkerPool, read_video_set, write_video_classes, write_video_list
 
 LIST_FILE = "list.txt"
@@ -88,7 +89,7 @@ def pack_videos(
     ``out`` (module docstring).  Returns a summary dict: ``videos`` (written), ``frames``,
     ``skipped`` (list of (path, reason)), ``classes``, ``counts``, ``removed_stale``, ``list``,
     ``classes_json``, ``out``.  Raises DataError for bad input, an existing ``out`` without
-    ``force`` or when no video could be packed, and :class:`~a2gluon.data.pack.Terminated` on
+    ``force`` or when no video could be packed, and :class:`~a2gluon.signals.Terminated` on
     SIGTERM / SIGINT (temporary folder removed, workers ended)."""
     if short_side is not None and short_side < 1:
         raise DataError(f"--short-side must be a positive number of pixels, got {short_side}")
@@ -170,7 +171,7 @@ def pack_videos(
                 short_side=short_side,
                 format=video_format,
             )
-            with _signals_held():  # the old OUT is replaced only by a complete new one
+            with signals_held():  # the old OUT is replaced only by a complete new one
                 old = None
                 if out.exists():
                     old = out.with_name(f"{out.name}.tmp-{os.getpid()}-old")

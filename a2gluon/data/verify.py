@@ -58,8 +58,9 @@ from typing import NamedTuple
 import mxnet as mx
 import numpy as np
 
+from ..signals import signals_held, stop_on_signals
 from .layout import DataError
-from .pack import _signals_held, pool_context, stop_on_signals
+from .pack import pool_context
 from .pipeline import _require_files, check_records, read_index
 
 __all__ = [
@@ -457,7 +458,7 @@ def _check_all(rec, items, num_workers, bar):
             while (pending or running) and not crashed:
                 while pending and len(running) < 2 * num_workers:
                     chunk = pending.pop()
-                    with _signals_held():  # may start a worker: not half-way
+                    with signals_held():  # may start a worker: not half-way
                         running[executor.submit(_check_chunk, rec, chunk, tmpdir, crash_keys)] = chunk
                 done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in done:
@@ -640,7 +641,7 @@ def write_clean_records(rec, idx, bad_keys, out_prefix, force=False, progress=Tr
                 meta["excluded"] = {"from": os.path.abspath(rec), "keys": excluded}
                 tmp[".classes.json"].write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
                 written.append(".classes.json")
-            with _signals_held():
+            with signals_held():
                 for suffix in written:
                     os.replace(tmp[suffix], outputs[suffix])
     finally:

@@ -55,6 +55,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
+from ..signals import signals_held
 from . import video_decode
 from .layout import DataError, _is_hidden, class_folders, printable_name, read_class_list, write_classes
 from .pipeline import MEAN_RGB, STD_RGB, part_sizes
@@ -568,10 +569,8 @@ def _submit(executor, task):
     A submit may start a worker; a SIGTERM or Ctrl-C then waits for it to be up, since a worker
     cut off half-way fails in the forkserver with a traceback on the terminal.
     """
-    from .pack import _signals_held
-
     try:
-        with _signals_held():
+        with signals_held():
             return executor.submit(_run_task, task)
     except concurrent.futures.process.BrokenProcessPool as err:
         future = concurrent.futures.Future()
@@ -890,8 +889,8 @@ class VideoSource(_Source):
         loading processes): unreadable and empty videos are skipped and reported, DataError when
         none is left or when a clip is longer than every video (:func:`check_clip_length`).
         SIGTERM / SIGINT meanwhile end the loading processes and raise
-        :class:`~a2gluon.data.pack.Terminated`."""
-        from .pack import Terminated, stop_on_signals
+        :class:`~a2gluon.signals.Terminated`."""
+        from ..signals import Terminated, stop_on_signals
 
         if num_classes != self.num_classes:
             raise DataError(

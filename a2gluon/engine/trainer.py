@@ -31,9 +31,9 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ..data import DataError
-from ..data.pack import redeliver, stop_on_signals, would_be_ignored
 from ..errors import error_line
 from ..models import get_model
+from ..signals import redeliver, stop_on_signals, would_be_ignored
 from . import checkpoint
 from .accumulate import GradientAccumulator
 from .devices import DeviceError, cpu_supports_bfloat16, get_contexts
